@@ -1,0 +1,357 @@
+"""Backbones, the two heads of CoHiClust and the network that joins them.
+
+:func:`build_network` turns a backbone specification and an input shape into
+a :class:`CoHiClustNetwork`; everything else here is plain ``torch.nn``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .tree import n_internal_nodes
+
+__all__ = [
+    "SmallCNN",
+    "MLP",
+    "resnet_backbone",
+    "ProjectionHead",
+    "TreeHead",
+    "NetworkOutput",
+    "CoHiClustNetwork",
+    "build_network",
+    "BACKBONES",
+]
+
+BACKBONES = ("auto", "cnn", "mlp", "resnet18", "resnet34", "resnet50")
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallCNN(nn.Module):
+    """A small VGG-style CNN for small images (8x8 to 64x64).
+
+    Three stages of 3x3 convolutions (``width``, ``2*width``, ``4*width``
+    channels) with max-pooling between them, then global average pooling.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input images.
+    width : int, default=32
+        Channels of the first stage.
+
+    Attributes
+    ----------
+    output_dim : int
+        Size of the representation, ``4 * width``.
+    """
+
+    def __init__(self, in_channels: int, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_block(in_channels, width),
+            nn.MaxPool2d(2),
+            _conv_block(width, 2 * width),
+            _conv_block(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+            _conv_block(2 * width, 4 * width),
+            _conv_block(4 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.output_dim = 4 * width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation of a batch of images, shape ``(n, output_dim)``."""
+        return self.features(x)
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron for feature vectors.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the input vectors.
+    hidden : int, default=256
+        Width of the two hidden layers (each Linear, BatchNorm, ReLU).
+
+    Attributes
+    ----------
+    output_dim : int
+        Size of the representation, ``hidden``.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 256):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_features, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.output_dim = hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation of a batch of vectors, shape ``(n, output_dim)``."""
+        return self.layers(x)
+
+
+def resnet_backbone(name: str, in_channels: int) -> nn.Module:
+    """A torchvision ResNet with the small-image stem of the paper, untrained.
+
+    The 7x7 stride-2 stem becomes a 3x3 stride-1 convolution, the max-pool is
+    removed and the classifier is dropped, so the output is the pooled
+    representation.
+
+    Parameters
+    ----------
+    name : {"resnet18", "resnet34", "resnet50"}
+        Which ResNet.
+    in_channels : int
+        Channels of the input images.
+
+    Returns
+    -------
+    torch.nn.Module
+        With an ``output_dim`` attribute.
+    """
+    import torchvision
+
+    net = getattr(torchvision.models, name)(weights=None)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.output_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's projection head: Linear, BatchNorm, ReLU, Linear.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the representation.
+    out_features : int
+        Size of the projection fed to NT-Xent.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_features, in_features, bias=False),
+            nn.BatchNorm1d(in_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(in_features, out_features),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Projection of the representation ``h``."""
+        return self.layers(h)
+
+
+class TreeHead(nn.Module):
+    """The soft binary tree's routing layer: Linear, then sigmoid.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the representation.
+    depth : int
+        Depth of the tree; the head has ``2**depth - 1`` outputs.
+    """
+
+    def __init__(self, in_features: int, depth: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, n_internal_nodes(depth))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Probability of going left at every internal node (heap order)."""
+        return torch.sigmoid(self.linear(h).float())
+
+
+class NetworkOutput(NamedTuple):
+    """Outputs of :class:`CoHiClustNetwork` for one batch.
+
+    Attributes
+    ----------
+    representation : torch.Tensor
+        Backbone output ``h``.
+    projection : torch.Tensor or None
+        Projection head output ``z`` (None when not asked for).
+    left_prob : torch.Tensor
+        Per internal node, the probability of going left.
+    """
+
+    representation: torch.Tensor
+    projection: torch.Tensor | None
+    left_prob: torch.Tensor
+
+
+class CoHiClustNetwork(nn.Module):
+    """Backbone, projection head and tree head, with the input scaling and the leaf mask.
+
+    Everything the fitted model needs at prediction time lives in this
+    module (as parameters or buffers), so it saves and loads as one piece.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps a batch of inputs to ``(n, representation_dim)``.
+    representation_dim : int
+        Output size of the backbone.
+    depth : int
+        Depth of the tree.
+    projection_dim : int
+        Output size of the projection head.
+    input_mean, input_std : torch.Tensor
+        Per channel (images, shape ``(C, 1, 1)``) or per feature (vectors)
+        statistics; inputs are standardised with them first.
+    input_size : tuple of int or None
+        For images, the spatial size the backbone sees; smaller or larger
+        inputs are resized bilinearly.
+    """
+
+    def __init__(self, backbone, representation_dim, depth, projection_dim, input_mean, input_std, input_size=None):
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = ProjectionHead(representation_dim, projection_dim)
+        self.tree_head = TreeHead(representation_dim, depth)
+        self.depth = depth
+        self.input_size = tuple(input_size) if input_size is not None else None
+        self.register_buffer("input_mean", input_mean.float())
+        self.register_buffer("input_std", input_std.float())
+        self.register_buffer("leaf_mask", torch.ones(2**depth, dtype=torch.bool))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize (images) and standardise a batch of raw inputs."""
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
+        return (x - self.input_mean) / self.input_std
+
+    def forward(self, x: torch.Tensor, with_projection: bool = True) -> NetworkOutput:
+        """Run the network on a batch of raw (unstandardised) inputs.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Images ``(n, C, H, W)`` in their original scale (``[0, 1]`` for
+            8-bit images) or vectors ``(n, d)``.
+        with_projection : bool, default=True
+            Whether to compute the projection head too.
+
+        Returns
+        -------
+        NetworkOutput
+        """
+        h = self.backbone(self.prepare(x))
+        z = self.projection_head(h) if with_projection else None
+        return NetworkOutput(h, z, self.tree_head(h))
+
+
+def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
+    dim = getattr(backbone, "output_dim", None)
+    if dim is not None:
+        return int(dim)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(example)
+    except Exception as exc:  # a user's module that does not fit the data
+        raise ValueError(
+            f"the backbone module failed on an input of shape {tuple(example.shape)}: {exc}"
+        ) from exc
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise ValueError(
+            f"the backbone module must return a 2-D tensor (n, features); it returned shape {tuple(out.shape)}."
+        )
+    return int(out.shape[1])
+
+
+def default_image_size(height: int, width: int) -> tuple[int, int]:
+    """Spatial size the default CNN works at: small images are upsampled to 16.
+
+    Parameters
+    ----------
+    height, width : int
+        Size of the input images.
+
+    Returns
+    -------
+    tuple of int
+    """
+    return (max(height, 16), max(width, 16))
+
+
+def build_network(
+    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=32, mlp_hidden=256
+):
+    """Build a :class:`CoHiClustNetwork` from a backbone specification.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        One of :data:`BACKBONES` or a module mapping inputs to ``(n, dim)``.
+        ``"auto"`` is ``"cnn"`` for images and ``"mlp"`` for vectors.  A
+        module is used as it is (it is not copied).
+    input_shape : tuple of int
+        ``(C, H, W)`` for images, ``(d,)`` for vectors.
+    depth, projection_dim : int
+        See :class:`CoHiClustNetwork`.
+    input_mean, input_std : torch.Tensor
+        Input standardisation.
+    cnn_width, mlp_hidden : int
+        Width of the default CNN and MLP.
+
+    Returns
+    -------
+    network : CoHiClustNetwork
+    name : str
+        The resolved backbone name (``"custom"`` for a module).
+    """
+    is_image = len(input_shape) == 3
+    input_size = None
+    if isinstance(backbone, nn.Module):
+        module, name = backbone, "custom"
+    else:
+        name = backbone
+        if name == "auto":
+            name = "cnn" if is_image else "mlp"
+        if name in ("cnn", "resnet18", "resnet34", "resnet50") and not is_image:
+            raise ValueError(
+                f"backbone={backbone!r} needs images, but the input is vectors of shape {tuple(input_shape)}; "
+                "pass image_shape=(C, H, W) to reshape flat vectors, or use backbone='mlp'."
+            )
+        if name == "cnn":
+            module = SmallCNN(input_shape[0], width=cnn_width)
+            input_size = default_image_size(*input_shape[1:])
+        elif name == "mlp":
+            in_features = 1
+            for s in input_shape:
+                in_features *= s
+            module = nn.Sequential(nn.Flatten(), MLP(in_features, hidden=mlp_hidden)) if is_image else MLP(
+                in_features, hidden=mlp_hidden
+            )
+            module.output_dim = mlp_hidden
+        else:
+            module = resnet_backbone(name, input_shape[0])
+    example = torch.zeros((2, *input_shape)) if input_size is None else torch.zeros((2, input_shape[0], *input_size))
+    dim = _representation_dim(module, example)
+    network = CoHiClustNetwork(module, dim, depth, projection_dim, input_mean, input_std, input_size)
+    return network, name
