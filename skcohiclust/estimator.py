@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import io
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -17,11 +18,13 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import hierarchy
 from . import tree as tree_math
 from ._data import BatchSource, infer_input_spec, input_statistics, map_batches
 from .augment import resolve_augmentation
+from .callbacks import EarlyStopping
 from .networks import BACKBONES, build_network
-from .training import Trainer, TrainingConfig
+from .training import Trainer, TrainingConfig, run_metadata
 
 __all__ = ["CoHiClust"]
 
@@ -97,10 +100,24 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         ``f(history)``; returning True stops training.  See
         :mod:`skcohiclust.callbacks`.
     checkpoint_dir : str, path or None, default=None
-        Write a checkpoint there every ``checkpoint_every`` epochs, and resume
-        from it when ``fit`` starts.
+        Write a checkpoint (network, optimiser, random states, pruning,
+        history) there every ``checkpoint_every`` epochs and at the end, and
+        resume from it when ``fit`` starts from scratch.  A checkpoint of a
+        finished run is loaded without training further; one written for
+        other parameters or other data is refused with a ValueError.  Used
+        by ``fit`` from scratch only (not by a warm start or ``partial_fit``).
+        See the guide ``docs/long_runs.md``.
     checkpoint_every : int, default=1
         Epochs between checkpoints.
+    warm_start : bool, default=False
+        When True and the model is fitted, ``fit`` trains ``max_epochs``
+        more epochs from where training stood (network, optimiser, random
+        generators, pruning), instead of starting afresh.  The epoch count,
+        and with it the warm-up and pruning schedule, carries on.
+    early_stopping : int or None, default=None
+        Patience: stop when the loss has not improved for this many epochs
+        of the tree phase (see :class:`~skcohiclust.callbacks.EarlyStopping`).
+        ``None`` trains all ``max_epochs``.
 
     Attributes
     ----------
@@ -125,8 +142,11 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
     device_ : torch.device
         The device trained on.
     history_ : list of dict
-        Per epoch: ``epoch``, ``loss``, ``instance_loss``, ``tree_loss``,
-        ``regularizer``, ``n_leaves``, ``seconds``.
+        Per epoch: ``epoch``, ``phase`` (``"warmup"`` or ``"tree"``),
+        ``loss``, ``instance_loss``, ``tree_loss``, ``regularizer`` (mean
+        over the epoch's batches), ``n_leaves`` (active leaves after the
+        epoch's pruning) and ``seconds`` (wall time).
+        ``pandas.DataFrame(model.history_)`` makes a table of it.
     n_features_in_ : int
         ``X.shape[1]`` at fit.
     input_shape_ : tuple of int
@@ -163,6 +183,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         callbacks=None,
         checkpoint_dir=None,
         checkpoint_every=1,
+        warm_start=False,
+        early_stopping=None,
     ):
         self.depth = depth
         self.n_clusters = n_clusters
@@ -184,6 +206,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
 
     # ------------------------------------------------------------------ parameters
     def _training_config(self) -> TrainingConfig:
@@ -211,6 +235,10 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         _check_float("temperature", self.temperature, positive=True)
         _check_int("projection_dim", self.projection_dim, 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
+        if self.early_stopping is not None:
+            _check_int("early_stopping", self.early_stopping, 1, None, "(the patience in epochs, or None)")
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}.")
         if not isinstance(self.mixed_precision, (bool, np.bool_)):
             raise ValueError(f"mixed_precision must be True or False, got {self.mixed_precision!r}.")
         backbone = self.backbone
@@ -232,14 +260,14 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             checkpoint_every=self.checkpoint_every,
         )
 
-    def _validate_X(self, X, reset: bool):
+    def _validate_X(self, X, reset: bool, min_samples=None):
         X = validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float32, np.float64, np.uint8],
             allow_nd=True,
-            ensure_min_samples=2 if reset else 1,
+            ensure_min_samples=(2 if reset else 1) if min_samples is None else min_samples,
         )
         if X.ndim > 4:
             raise ValueError(f"X must have 2, 3 or 4 dimensions, got shape {X.shape}.")
@@ -268,7 +296,62 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         config = self._training_config()
+        if self.warm_start and hasattr(self, "module_"):
+            _warn_no_checkpoints(self.checkpoint_dir, "a warm-started fit")
+            return self._train_more(X, config, config.max_epochs, final=True)
         X = self._validate_X(X, reset=True)
+        trainer, source, name, spec = self._new_trainer(X, config, self.checkpoint_dir)
+        if not (trainer.resume() and trainer.finished):
+            trainer.fit()
+        self._end_training(trainer, source, name, spec, final=True)
+        return self
+
+    # ---- long runs: partial_fit, warm start (see docs/long_runs.md) ----------------------
+    def partial_fit(self, X, y=None):
+        """Train one epoch (one pass) on ``X``, a chunk of the data.
+
+        The first call initialises the model (the input statistics come from
+        that chunk); later calls continue training where the previous one
+        stopped, on chunks of the same sample shape.  Every call counts as
+        one epoch: the warm-up, the tree phase and the pruning schedule
+        follow the number of calls as they follow epochs in ``fit``
+        (``max_epochs`` is the planned number of calls; more calls are
+        allowed).  After each call ``labels_`` holds the clusters of the
+        samples of that chunk, and ``tree_``, ``predict`` and the other
+        fitted attributes reflect the model as it stands (leaves without
+        samples in the chunk are left out of them but stay in training).
+        ``checkpoint_dir`` is not used: pickle the estimator to keep its
+        state between calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, d), (n_samples, H, W) or (n_samples, C, H, W)
+            A chunk of at least 2 samples.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : CoHiClust
+        """
+        config = self._training_config()
+        if hasattr(self, "module_"):
+            return self._train_more(X, config, 1, final=False)
+        X = self._validate_X(X, reset=True)
+        _warn_no_checkpoints(self.checkpoint_dir, "partial_fit")
+        trainer, source, name, spec = self._new_trainer(X, config, None)
+        trainer.fit(n_epochs=1)
+        self._end_training(trainer, source, name, spec, final=False)
+        return self
+
+    def _callbacks(self) -> list:
+        callbacks = list(self.callbacks or [])
+        if self.early_stopping is not None:
+            callbacks.append(EarlyStopping(patience=self.early_stopping))
+        return callbacks
+
+    def _new_trainer(self, X, config, checkpoint_dir):
+        """A trainer with a freshly initialised network, its data source, backbone name and input spec."""
         spec = infer_input_spec(X, self.image_shape)
         augmentation = resolve_augmentation(self.augmentation, spec.is_image, spec.shape[0] if spec.is_image else 1)
         device = _resolve_device(self.device)
@@ -280,29 +363,80 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             mean, std = input_statistics(source)
             network, name = build_network(backbone, spec.shape, self.depth, self.projection_dim, mean, std)
         network.to(device)
+        metadata = None
+        if checkpoint_dir is not None:
+            metadata = run_metadata(X, spec.shape, name, network, augmentation, config, self.projection_dim)
         trainer = Trainer(
             network,
             augmentation,
             source,
             config,
             seed,
-            callbacks=self.callbacks,
-            checkpoint_dir=self.checkpoint_dir,
-            metadata={"depth": self.depth, "backbone": name, "input_shape": spec.shape},
+            callbacks=self._callbacks(),
+            checkpoint_dir=checkpoint_dir,
+            metadata=metadata,
         )
-        trainer.resume()
-        trainer.fit()
+        return trainer, source, name, spec
+
+    def _train_more(self, X, config, n_epochs, final):
+        """Continue training the fitted model for ``n_epochs`` epochs on ``X``."""
+        state = getattr(self, "_training_state", None)
+        if state is None:
+            raise ValueError(
+                "this fitted CoHiClust has no training state to continue from (it was saved by an older "
+                "version); fit it with warm_start=False."
+            )
+        X = self._validate_X(X, reset=False, min_samples=2)
+        fitted = self._fit_params
+        asked = {
+            "depth": self.depth,
+            "projection_dim": self.projection_dim,
+            "image_shape": _shape_or_none(self.image_shape),
+        }
+        if isinstance(self.backbone, str) and self.backbone != "auto":
+            asked["backbone"] = self.backbone
+        changed = [f"{k}={v!r} (fitted with {fitted[k]!r})" for k, v in asked.items() if fitted[k] != v]
+        if changed:
+            raise ValueError(
+                f"cannot continue training with {', '.join(changed)}: warm_start and partial_fit go on with "
+                "the fitted network; set warm_start=False (or fit anew) to train a new one."
+            )
+        spec = self._spec
+        augmentation = resolve_augmentation(self.augmentation, spec.is_image, spec.shape[0] if spec.is_image else 1)
+        device = _resolve_device(self.device)
+        network = self.module_.to(device)
+        source = BatchSource(X, spec, device)
+        trainer = Trainer(network, augmentation, source, config, 0, callbacks=self._callbacks())
+        trainer.load_training_state(state, self.history_)
+        trainer.fit(n_epochs=n_epochs)
+        self._end_training(trainer, source, self.backbone_, spec, final=final)
+        return self
+
+    def _end_training(self, trainer, source, name, spec, final):
+        """Set the fitted attributes from a trainer; ``final`` prunes any leaves still due."""
+        network = trainer.network
         self.module_ = network
         self.backbone_ = name
-        self.device_ = device
+        self.device_ = trainer.device
         self.input_shape_ = spec.row_shape
         self._spec = spec
-        self.history_ = trainer.history
+        self._fit_params = {
+            "depth": self.depth,
+            "projection_dim": self.projection_dim,
+            "image_shape": _shape_or_none(self.image_shape),
+            "backbone": name,
+        }
+        self.history_ = list(trainer.history)
+        # the optimiser and generator states, and the pruning mask as training left it (no data)
+        self._training_state = trainer.training_state()
         leaf_prob = self._leaf_probabilities(source)
-        if int(network.leaf_mask.sum()) > config.n_leaves:
-            network.leaf_mask.copy_(tree_math.prune_least_used(leaf_prob, network.leaf_mask.cpu(), config.n_leaves))
+        if final and int(network.leaf_mask.sum()) > trainer.config.n_leaves:
+            network.leaf_mask.copy_(
+                tree_math.prune_least_used(leaf_prob, network.leaf_mask.cpu(), trainer.config.n_leaves)
+            )
         self._set_leaves(leaf_prob)
-        return self
+
+    # ---- end of long runs ------------------------------------------------------------------
 
     def _leaf_probabilities(self, source) -> torch.Tensor:
         network = self.module_
@@ -387,33 +521,43 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             (result,) = map_batches(run, source, INFERENCE_BATCH_SIZE)
         return result
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, level=None):
         """Probability of each cluster (active leaf) for every sample.
 
         Parameters
         ----------
         X : array-like of the shape seen at fit
+        level : int or None, default=None
+            A level ``0..depth`` of the tree: the probability of each of its
+            clusters (the sum over the leaves below).  ``None`` is the leaves.
 
         Returns
         -------
         ndarray of shape (n_samples, n_clusters_)
-            Rows sum to 1; column ``k`` is cluster ``k``.
+            Rows sum to 1; column ``k`` is cluster ``k`` (at ``level``: the
+            columns are that level's clusters, see :meth:`labels_at_level`).
         """
-        return self._infer(X, "proba")
+        proba = self._infer(X, "proba")
+        return proba if level is None else hierarchy.level_probabilities(proba, self.leaves_, self.depth, level)
 
-    def predict(self, X):
+    def predict(self, X, level=None):
         """Cluster of each sample: the most probable active leaf.
 
         Parameters
         ----------
         X : array-like of the shape seen at fit
+        level : int or None, default=None
+            A level ``0..depth`` of the tree: the label of the ancestor, at
+            that level, of the sample's leaf (so the levels nest; see
+            :meth:`labels_at_level`).  ``None`` is the leaves.
 
         Returns
         -------
         ndarray of shape (n_samples,)
             Labels in ``0..n_clusters_-1``, numbered as the leaves of ``tree_``.
         """
-        return self.predict_proba(X).argmax(axis=1)
+        labels = self.predict_proba(X).argmax(axis=1)
+        return labels if level is None else hierarchy.leaf_to_level(self.leaves_, self.depth, level)[labels]
 
     def transform(self, X):
         """The learned representation (backbone output) of each sample.
@@ -447,6 +591,127 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         return float(self.predict_proba(X).max(axis=1).mean())
 
+    # ------------------------------------------------------------------ hierarchy (see skcohiclust.hierarchy)
+    @property
+    def children_(self):
+        """ndarray of shape (n_clusters_ - 1, 2): the two nodes each merge of ``tree_`` joins.
+
+        As in :class:`~sklearn.cluster.AgglomerativeClustering`: values below
+        ``n_leaves_`` are leaf clusters, value ``n_leaves_ + i`` is the node
+        made by merge ``i``.  Derived from ``tree_``, so it follows :meth:`prune`.
+        """
+        check_is_fitted(self)
+        return self.tree_[:, :2].astype(np.intp)
+
+    @property
+    def distances_(self):
+        """ndarray of shape (n_clusters_ - 1,): the height of each merge of ``tree_``."""
+        check_is_fitted(self)
+        return self.tree_[:, 2].copy()
+
+    @property
+    def n_leaves_(self):
+        """int: number of leaves of ``tree_``, i.e. ``n_clusters_``."""
+        check_is_fitted(self)
+        return self.tree_.shape[0] + 1
+
+    @property
+    def leaf_sizes_(self):
+        """ndarray of shape (n_clusters_,): training samples in each cluster."""
+        check_is_fitted(self)
+        return np.bincount(self.labels_, minlength=self.n_clusters_)
+
+    def labels_at_level(self, level):
+        """Cluster of each training sample at a level of the tree.
+
+        The clusters of level ``l`` are its nodes with an active leaf below,
+        numbered ``0..m-1`` left to right; a sample belongs to the ancestor
+        of its leaf, so the levels nest.  The partition equals
+        ``fcluster(tree_, skcohiclust.tree.level_cut_height(depth, l),
+        criterion="distance")``.  Level 0 puts everything in cluster 0,
+        level ``depth`` gives ``labels_``.
+
+        Parameters
+        ----------
+        level : int
+            A level in ``0..depth``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return hierarchy.leaf_to_level(self.leaves_, self.depth, level)[self.labels_]
+
+    def similarity(self, X, Y=None, kind="bhattacharyya"):
+        """Tree similarity between samples, in ``[0, 1]``.
+
+        ``"bhattacharyya"`` is CoHiClust's own similarity: the Bhattacharyya
+        coefficient ``sum_i sqrt(P_l^i(x) P_l^i(y))`` of the two samples'
+        node distributions at level ``l``, averaged over levels ``1..depth``;
+        the probabilities are the pruned, renormalised ones of
+        :meth:`predict_proba`, so every sample has similarity 1 with itself.
+        ``"lca"`` is the level of the lowest common ancestor of the two
+        samples' leaves divided by ``depth``.  Either works as a
+        ``precomputed`` affinity (e.g. for ``SpectralClustering``).
+
+        Parameters
+        ----------
+        X : array-like of the shape seen at fit
+        Y : array-like of the shape seen at fit or None, default=None
+            ``None`` compares ``X`` with itself (a symmetric matrix).
+        kind : {"bhattacharyya", "lca"}, default="bhattacharyya"
+
+        Returns
+        -------
+        ndarray of shape (n_samples_X, n_samples_Y)
+        """
+        if kind not in hierarchy.SIMILARITY_KINDS:
+            raise ValueError(f"kind must be one of {hierarchy.SIMILARITY_KINDS}, got {kind!r}.")
+        proba_x = self.predict_proba(X)
+        proba_y = None if Y is None else self.predict_proba(Y)
+        if kind == "lca":
+            labels_x = proba_x.argmax(axis=1)
+            labels_y = labels_x if proba_y is None else proba_y.argmax(axis=1)
+            return hierarchy.lca_similarity(labels_x, labels_y, self.leaves_, self.depth)
+        return hierarchy.bhattacharyya_similarity(proba_x, proba_y, self.leaves_, self.depth)
+
+    def to_newick(self, leaf_names=None):
+        """The tree ``tree_`` in Newick format, branch lengths from its heights.
+
+        Parameters
+        ----------
+        leaf_names : sequence of str or None, default=None
+            A name per cluster; ``None`` names cluster ``k`` ``"c<k>"``.
+
+        Returns
+        -------
+        str
+            E.g. ``"((c0:1,c1:1):1.25,c2:2.25);"``.
+        """
+        check_is_fitted(self)
+        if leaf_names is None:
+            leaf_names = [f"c{k}" for k in range(self.n_clusters_)]
+        return hierarchy.linkage_to_newick(self.tree_, list(leaf_names))
+
+    def to_dict(self):
+        """The active tree as a nested dict that ``json.dumps`` accepts.
+
+        Every node: ``id`` (heap index), ``level``, ``position`` within the
+        level, ``label`` (its cluster at its level, as :meth:`labels_at_level`
+        numbers them), ``size`` (training samples), ``mass`` (mean
+        probability), ``leaf`` and ``children``.  See
+        :func:`skcohiclust.hierarchy.tree_to_dict`.
+
+        Returns
+        -------
+        dict
+            The root node.
+        """
+        check_is_fitted(self)
+        return hierarchy.tree_to_dict(self.leaves_, self.depth, self.node_mass_, self.leaf_sizes_)
+
+    # ------------------------------------------------------------------ end of hierarchy
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         state = super().__getstate__()
@@ -470,6 +735,20 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+def _shape_or_none(shape):
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+def _warn_no_checkpoints(checkpoint_dir, what):
+    if checkpoint_dir is not None:
+        warnings.warn(
+            f"checkpoint_dir is used by fit from scratch only; {what} writes no checkpoint (pickle the "
+            "estimator to keep its state).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _resolve_device(device) -> torch.device:

@@ -104,7 +104,8 @@ def tree_batch_statistics(
     -------
     TreeBatchStatistics
     """
-    prob = torch.cat((node_prob_1, node_prob_2)).float()
+    prob = torch.cat((node_prob_1, node_prob_2))
+    prob = prob.to(torch.promote_types(prob.dtype, torch.float32))  # half precision -> float32
     if node_mask is not None:
         prob = prob * node_mask
     q = torch.sqrt(prob + SQRT_EPS)

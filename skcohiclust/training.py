@@ -1,14 +1,24 @@
-"""The fit loop: warm-up and tree phases, pruning schedule, checkpoints.
+"""The fit loop: warm-up and tree phases, pruning schedule, progress, checkpoints.
 
 :class:`Trainer` owns everything that changes while training (network,
-optimiser, random generators, epoch counter, history) and can save and
-restore all of it, so an interrupted run resumes exactly.
+optimiser, random generators, epoch counter, pruning mask, history) and can
+save and restore all of it, so that
+
+* an interrupted run resumes exactly from its last checkpoint
+  (:meth:`Trainer.save_checkpoint`, :meth:`Trainer.resume`);
+* Ctrl-C leaves the model as it stood at the end of the last completed epoch;
+* a fitted estimator keeps a :class:`TrainingState` (no data, picklable) from
+  which ``warm_start`` and ``partial_fit`` continue.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
+import io
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -17,13 +27,26 @@ import numpy as np
 import torch
 
 from .augment import ImageAugmentation
-from .callbacks import notify
+from .callbacks import call_hook, notify
 from .losses import balance_regularizer, hierarchical_contrastive_loss, nt_xent, tree_batch_statistics
 from .tree import level_slice, node_active_mask, node_probabilities
 
-__all__ = ["TrainingConfig", "Trainer", "pruning_schedule", "CHECKPOINT_NAME"]
+__all__ = [
+    "TrainingConfig",
+    "Trainer",
+    "TrainingState",
+    "pruning_schedule",
+    "data_fingerprint",
+    "run_metadata",
+    "CHECKPOINT_NAME",
+]
 
+#: File name of the checkpoint inside ``checkpoint_dir``.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: Version of the checkpoint layout; other versions are refused.
+CHECKPOINT_FORMAT = 1
+#: Settings that do not change the trajectory of training (not compared on resume).
+_COSMETIC_SETTINGS = ("verbose", "checkpoint_every")
 
 
 @dataclass
@@ -94,6 +117,115 @@ def pruning_schedule(n_remove: int, start: int, stop: int) -> np.ndarray:
     return counts
 
 
+def data_fingerprint(X, n_rows: int = 64) -> str:
+    """A cheap fingerprint of a data set: its shape, dtype and a sample of rows.
+
+    Only ``n_rows`` evenly spaced rows are read, so a memory-mapped file is
+    not read whole.  Two arrays that differ only outside those rows share a
+    fingerprint: it guards against resuming on the wrong data by mistake,
+    it is not a checksum.
+
+    Parameters
+    ----------
+    X : array-like
+        Anything with ``shape``, ``dtype`` and row indexing by an integer array.
+    n_rows : int, default=64
+        Rows to hash.
+
+    Returns
+    -------
+    str
+        Hexadecimal digest.
+    """
+    n = int(X.shape[0])
+    rows = np.unique(np.linspace(0, max(n - 1, 0), num=min(n, n_rows)).round().astype(np.int64))
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((tuple(int(s) for s in X.shape), str(X.dtype))).encode())
+    digest.update(np.ascontiguousarray(X[rows]).tobytes())
+    return digest.hexdigest()
+
+
+def run_metadata(X, model_input_shape, backbone, network, augmentation, config, projection_dim) -> dict:
+    """What a checkpoint must match before it is loaded.
+
+    Parameters
+    ----------
+    X : array-like
+        The validated training data (only its shape, dtype and a few rows
+        are read, see :func:`data_fingerprint`).
+    model_input_shape : tuple of int
+        Shape of one model input (``(C, H, W)`` or ``(d,)``).
+    backbone : str
+        Resolved backbone name (``"custom"`` for a module).
+    network : CoHiClustNetwork
+        The network (names the class of a custom backbone).
+    augmentation : object
+        The resolved augmentation (compared by ``repr``).
+    config : TrainingConfig
+        Training settings; all but ``verbose`` and ``checkpoint_every`` are compared.
+    projection_dim : int
+        Output size of the projection head.
+
+    Returns
+    -------
+    dict
+        Plain Python values, in the order they are checked.
+    """
+    if backbone == "custom":
+        cls = type(network.backbone)
+        backbone = f"custom:{cls.__module__}.{cls.__qualname__}"
+    settings = {k: v for k, v in asdict(config).items() if k not in _COSMETIC_SETTINGS}
+    return _plain(
+        {
+            "depth": config.depth,
+            "backbone": backbone,
+            "projection_dim": projection_dim,
+            "input_shape": tuple(X.shape[1:]),
+            "model_input_shape": tuple(model_input_shape),
+            "dtype": str(X.dtype),
+            "augmentation": repr(augmentation),
+            "settings": settings,
+            "n_samples": int(X.shape[0]),
+            "data": data_fingerprint(X),
+        }
+    )
+
+
+class TrainingState:
+    """What training needs, besides the network, to continue exactly.
+
+    Optimiser state, random generator states, epoch counter, the pruning
+    mask as training left it, and the seed.  It holds no reference to the
+    training data.  Pickling stores it as bytes (``torch.save``); unpickling
+    puts its tensors on the CPU, and :class:`Trainer` moves them where the
+    network is.
+
+    Parameters
+    ----------
+    state : dict
+        From :meth:`Trainer.training_state`.
+    """
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained so far."""
+        return int(self.state["epoch"])
+
+    def __getstate__(self):
+        buffer = io.BytesIO()
+        torch.save(self.state, buffer)
+        return {"payload": buffer.getvalue()}
+
+    def __setstate__(self, data):
+        self.state = torch.load(io.BytesIO(data["payload"]), map_location="cpu", weights_only=True)
+
+    def __repr__(self) -> str:
+        return f"TrainingState(epoch={self.epoch})"
+
+
 class Trainer:
     """Trains a :class:`~skcohiclust.networks.CoHiClustNetwork`.
 
@@ -108,13 +240,24 @@ class Trainer:
     config : TrainingConfig
         Settings.
     seed : int
-        Seeds shuffling and augmentation.
+        Seeds shuffling, augmentation and torch's global generator during
+        training (used by custom modules, e.g. dropout).
     callbacks : sequence, optional
         See :mod:`skcohiclust.callbacks`.
     checkpoint_dir : str or path, optional
         Where to write checkpoints.
     metadata : dict, optional
-        Written with each checkpoint and compared on resume.
+        Written with each checkpoint and compared on resume (see
+        :func:`run_metadata`).
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed.
+    history : list of dict
+        One entry per completed epoch.
+    stopped : bool
+        Whether a callback stopped the last call of :meth:`fit`.
     """
 
     def __init__(self, network, augmentation, source, config, seed, callbacks=(), checkpoint_dir=None, metadata=None):
@@ -122,18 +265,28 @@ class Trainer:
         self.augmentation = augmentation
         self.source = source
         self.config = config
+        self.seed = int(seed)
         self.callbacks = list(callbacks or ())
         self.checkpoint_dir = checkpoint_dir
-        self.metadata = dict(metadata or {})
+        self.metadata = _plain(dict(metadata or {}))
         self.device = source.device
         self.optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.view_generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.shuffle_generator = torch.Generator().manual_seed(seed + 1)
+        self.view_generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.global_rng = {"cpu": torch.Generator().manual_seed(self.seed + 2).get_state(), "cuda": None}
         self.epoch = 0
         self.history = []
+        self.stopped = False
+        self._saved_epoch = None
+        self._last = config.max_epochs
         self.schedule = pruning_schedule(
             max(0, 2**config.depth - config.n_leaves), config.prune_start, config.prune_stop
         )
+
+    @property
+    def finished(self) -> bool:
+        """True once ``max_epochs`` are done or a callback stopped training."""
+        return self.stopped or self.epoch >= self.config.max_epochs
 
     # -- one step ---------------------------------------------------------------------------
     def _views(self, x):
@@ -190,114 +343,260 @@ class Trainer:
         sums = torch.zeros(4, device=self.device)
         mass = torch.zeros(leaf_mask.shape[0], device=self.device)
         batches = self._batches()
-        progress = _progress(len(batches), self.epoch, config)
-        for indices in batches:
-            terms, leaf_mass = self.step(self.source.take(indices), tree_phase, node_mask)
-            sums += terms
-            mass += leaf_mass
+        progress = _progress(len(batches), self.epoch, self._last, config)
+        refresh = max(1, len(batches) // 10)
+        try:
+            for done, indices in enumerate(batches, start=1):
+                terms, leaf_mass = self.step(self.source.take(indices), tree_phase, node_mask)
+                sums += terms
+                mass += leaf_mass
+                if progress is not None:
+                    progress.update(1)
+                    if done % refresh == 0:
+                        progress.set_postfix(_postfix((sums / done).tolist(), int(leaf_mask.sum())), refresh=False)
+            n_remove = int(self.schedule[self.epoch]) if self.epoch < len(self.schedule) else 0
+            if tree_phase and n_remove:
+                remove_least_massive(leaf_mask, mass, n_remove, config.n_leaves)
+            means = (sums / len(batches)).tolist()
+            entry = {
+                "epoch": self.epoch + 1,
+                "phase": "tree" if tree_phase else "warmup",
+                "loss": means[0],
+                "instance_loss": means[1],
+                "tree_loss": means[2],
+                "regularizer": means[3],
+                "n_leaves": int(leaf_mask.sum()),
+                "seconds": time.perf_counter() - started,
+            }
             if progress is not None:
-                progress.update(1)
-        n_remove = int(self.schedule[self.epoch]) if self.epoch < len(self.schedule) else 0
-        if tree_phase and n_remove:
-            remove_least_massive(leaf_mask, mass, n_remove, config.n_leaves)
-        means = (sums / len(batches)).tolist()
-        entry = {
-            "epoch": self.epoch + 1,
-            "loss": means[0],
-            "instance_loss": means[1],
-            "tree_loss": means[2],
-            "regularizer": means[3],
-            "n_leaves": int(leaf_mask.sum()),
-            "seconds": time.perf_counter() - started,
-        }
-        if progress is not None:
-            progress.set_postfix({k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items() if k != "epoch"})
-            progress.close()
+                progress.set_postfix(_postfix(means, entry["n_leaves"]))
+        finally:
+            if progress is not None:
+                progress.close()
         return entry
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, n_epochs=None) -> list:
         """Train until ``max_epochs`` (or ``n_epochs`` more), a callback stops it, or Ctrl-C.
 
+        After every epoch the callbacks are notified, then a checkpoint is
+        written when one is due (every ``checkpoint_every`` epochs, and at
+        the last epoch or a callback's stop).  Ctrl-C (``KeyboardInterrupt``)
+        restores the state at the end of the last completed epoch, writes it
+        as a checkpoint if it is newer than the last one, warns, and returns.
+
         Parameters
         ----------
         n_epochs : int, optional
-            Run at most this many epochs from the current one.
+            Run at most this many epochs from the current one (ignoring
+            ``max_epochs``).
 
         Returns
         -------
         list of dict
             The whole history.
         """
-        last = self.config.max_epochs if n_epochs is None else self.epoch + n_epochs
-        try:
-            while self.epoch < last:
-                entry = self.train_epoch()
-                self.epoch += 1
-                self.history.append(entry)
-                if self.checkpoint_dir is not None and (
-                    self.epoch % self.config.checkpoint_every == 0 or self.epoch == last
-                ):
+        self._last = self.config.max_epochs if n_epochs is None else self.epoch + n_epochs
+        self.stopped = False
+        with self._own_global_rng():
+            snapshot = self._snapshot()
+            try:
+                call_hook(self.callbacks, "on_train_begin", self.history, self.network)
+                while self.epoch < self._last:
+                    entry = self.train_epoch()
+                    self.epoch += 1
+                    self.history.append(entry)
+                    self._capture_global_rng()
+                    snapshot = self._snapshot()
+                    self.stopped = notify(self.callbacks, self.history, self.network)
+                    if self.checkpoint_dir is not None and (
+                        self.stopped or self.epoch >= self._last or self.epoch % self.config.checkpoint_every == 0
+                    ):
+                        self.save_checkpoint()
+                    if self.stopped:
+                        break
+            except KeyboardInterrupt:
+                self._restore(snapshot)
+                saved = ""
+                if self.checkpoint_dir is not None and self._saved_epoch != self.epoch and self.epoch > 0:
                     self.save_checkpoint()
-                if notify(self.callbacks, self.history, self.network):
-                    break
-        except KeyboardInterrupt:
-            warnings.warn(
-                f"training interrupted during epoch {self.epoch + 1}; the model keeps the weights it had "
-                f"reached, and history_ ends at epoch {self.epoch}.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+                    saved = f" It is saved in {self.checkpoint_path()}; fit again to resume."
+                warnings.warn(
+                    f"training interrupted; the model is left as it was at the end of epoch {self.epoch} "
+                    f"(the last completed one), and history_ has {len(self.history)} entries.{saved}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            call_hook(self.callbacks, "on_train_end", self.history, self.network)
         return self.history
 
-    # -- saving and restoring ---------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Everything needed to continue training exactly where it stands."""
+    @contextlib.contextmanager
+    def _own_global_rng(self):
+        """Run with torch's global generators in this run's own state, then give the caller's back."""
+        cuda = self.device.type == "cuda"
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.global_rng["cpu"])
+            if cuda:
+                with torch.cuda.device(devices[0]):
+                    if self.global_rng.get("cuda") is not None:
+                        torch.cuda.set_rng_state(self.global_rng["cuda"])
+                    else:
+                        torch.cuda.manual_seed(self.seed + 2)
+            yield
+
+    def _capture_global_rng(self) -> None:
+        self.global_rng = {"cpu": torch.get_rng_state(), "cuda": None}
+        if self.device.type == "cuda":
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            self.global_rng["cuda"] = torch.cuda.get_rng_state(index)
+
+    # -- state ------------------------------------------------------------------------------
+    def training_state(self) -> TrainingState:
+        """The state beyond the network that :meth:`load_training_state` continues from."""
+        return TrainingState(self._training_part())
+
+    def load_training_state(self, state: TrainingState, history) -> None:
+        """Continue from a :class:`TrainingState` (the network is expected to be the fitted one).
+
+        Parameters
+        ----------
+        state : TrainingState
+            From a previous :meth:`training_state`.
+        history : list of dict
+            The history so far (copied).
+        """
+        self._load_training_part(state.state)
+        self.history = list(history)
+
+    def _training_part(self) -> dict:
         return {
-            "network": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "view_generator": self.view_generator.get_state(),
             "shuffle_generator": self.shuffle_generator.get_state(),
+            "global_rng": dict(self.global_rng),
+            "leaf_mask": self.network.leaf_mask.detach().clone(),
             "epoch": self.epoch,
-            "history": list(self.history),
-            "config": asdict(self.config),
+            "stopped": self.stopped,
+            "seed": self.seed,
+            "device_type": self.device.type,
+        }
+
+    def _load_training_part(self, part: dict) -> None:
+        self.optimizer.load_state_dict(part["optimizer"])
+        for group in self.optimizer.param_groups:  # the settings of this run win
+            group["lr"] = self.config.lr
+            group["weight_decay"] = self.config.weight_decay
+        self.seed = int(part["seed"])
+        self.epoch = int(part["epoch"])
+        self.stopped = bool(part["stopped"])
+        self.shuffle_generator.set_state(part["shuffle_generator"].cpu())
+        rng = part["global_rng"]
+        same_device = part["device_type"] == self.device.type
+        if same_device:
+            self.view_generator.set_state(part["view_generator"].cpu())
+        else:  # a CUDA generator's state does not fit a CPU one (and back): derive a fresh seed
+            self.view_generator.manual_seed(self.seed + 3 + self.epoch)
+        self.global_rng = {
+            "cpu": rng["cpu"].cpu(),
+            "cuda": rng["cuda"].cpu() if same_device and rng.get("cuda") is not None else None,
+        }
+        with torch.no_grad():
+            self.network.leaf_mask.copy_(part["leaf_mask"].to(self.network.leaf_mask.device))
+
+    def _snapshot(self) -> dict:
+        """A copy of everything that one more epoch changes (restored on Ctrl-C)."""
+        return {
+            "network": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
+            "training": copy.deepcopy(self._training_part()),
+            "n_history": len(self.history),
+        }
+
+    def _restore(self, snapshot: dict) -> None:
+        self.network.load_state_dict(snapshot["network"])
+        self._load_training_part(snapshot["training"])
+        del self.history[snapshot["n_history"] :]
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue training exactly where it stands (a checkpoint)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "network": self.network.state_dict(),
+            **self._training_part(),
+            "history": _plain(self.history),
+            "config": _plain(asdict(self.config)),
             "metadata": self.metadata,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a state from :meth:`state_dict`, refusing one of another model."""
-        saved = state.get("metadata", {})
-        for key, value in self.metadata.items():
-            if key in saved and saved[key] != value:
-                raise ValueError(
-                    f"the checkpoint was written for {key}={saved[key]!r}, but this model has {key}={value!r}; "
-                    "use another checkpoint_dir or the matching parameters."
-                )
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.view_generator.set_state(state["view_generator"].cpu() if self.device.type == "cpu" else state["view_generator"])
-        self.shuffle_generator.set_state(state["shuffle_generator"].cpu())
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
+        """Restore a state from :meth:`state_dict`, refusing one of another model or other data.
 
-    def checkpoint_path(self):
+        Raises
+        ------
+        ValueError
+            If the checkpoint's format, architecture, input, settings or data
+            differ from this run's, or its network does not load.
+        """
+        where = self.checkpoint_path() if self.checkpoint_dir is not None else "the checkpoint"
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{where} has checkpoint format {state.get('format')!r}, this version reads format "
+                f"{CHECKPOINT_FORMAT}; delete it or use another checkpoint_dir."
+            )
+        _check_metadata(state.get("metadata", {}), self.metadata, where)
+        try:
+            self.network.load_state_dict(state["network"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the network saved in {where} does not fit this model's network (a different custom "
+                f"backbone?); delete it or use another checkpoint_dir.\n{exc}"
+            ) from exc
+        self._load_training_part(state)
+        self.history = list(state["history"])
+        self._saved_epoch = self.epoch
+
+    def checkpoint_path(self) -> str:
         """Path of the checkpoint file in ``checkpoint_dir``."""
         return os.path.join(os.fspath(self.checkpoint_dir), CHECKPOINT_NAME)
 
     def save_checkpoint(self) -> None:
-        """Write the state atomically: a temporary file, then a rename."""
+        """Write the state atomically: a temporary file, flushed to disk, then a rename."""
         os.makedirs(self.checkpoint_dir, exist_ok=True)
         path = self.checkpoint_path()
         tmp = f"{path}.tmp-{os.getpid()}"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(self.state_dict(), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self._saved_epoch = self.epoch
 
     def resume(self) -> bool:
-        """Load the checkpoint in ``checkpoint_dir`` if there is one; True if loaded."""
+        """Load the checkpoint in ``checkpoint_dir`` if there is one; True if loaded.
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint cannot be read or belongs to another model or
+            other data (see :meth:`load_state_dict`).
+        """
         if self.checkpoint_dir is None or not os.path.exists(self.checkpoint_path()):
             return False
-        state = torch.load(self.checkpoint_path(), map_location=self.device, weights_only=False)
+        try:
+            state = torch.load(self.checkpoint_path(), map_location=self.device, weights_only=True)
+        except Exception as exc:  # truncated or foreign file
+            raise ValueError(
+                f"could not read the checkpoint {self.checkpoint_path()} ({type(exc).__name__}: {exc}); "
+                "delete it or use another checkpoint_dir."
+            ) from exc
         self.load_state_dict(state)
+        if self.config.verbose:
+            state = "finished" if self.finished else "resuming"
+            print(f"checkpoint {self.checkpoint_path()}: epoch {self.epoch}, {state}", file=sys.stderr)
         return True
 
 
@@ -322,9 +621,70 @@ def remove_least_massive(leaf_mask: torch.Tensor, mass: torch.Tensor, n_remove: 
     leaf_mask[order[:n_remove]] = False
 
 
-def _progress(total, epoch, config):
+#: How the metadata keys are named in errors, and what a mismatch means.
+_DATA_KEYS = ("n_samples", "data")
+
+
+def _check_metadata(saved: dict, current: dict, where: str) -> None:
+    """Raise a ValueError naming the first key on which a checkpoint and this run disagree."""
+    for key, value in current.items():
+        if key not in saved:
+            raise ValueError(f"{where} does not record {key!r}; delete it or use another checkpoint_dir.")
+        old = saved[key]
+        if old == value:
+            continue
+        if key in _DATA_KEYS:
+            raise ValueError(
+                f"{where} was written by a fit on other data ({saved.get('n_samples')} samples of shape "
+                f"{saved.get('input_shape')}, fingerprint {str(saved.get('data'))[:12]}) than this fit "
+                f"({current.get('n_samples')} samples of shape {current.get('input_shape')}, fingerprint "
+                f"{str(current.get('data'))[:12]}); use another checkpoint_dir, or delete the checkpoint "
+                "to start afresh."
+            )
+        if key == "settings":
+            diff = ", ".join(
+                f"{name}={old.get(name)!r} there, {value.get(name)!r} here"
+                for name in sorted(set(old) | set(value))
+                if old.get(name) != value.get(name)
+            )
+            raise ValueError(
+                f"{where} was written with other training settings ({diff}); use the same parameters, "
+                "another checkpoint_dir, or warm_start=True on the fitted model to train further."
+            )
+        raise ValueError(
+            f"{where} was written for {key}={old!r}, but this model has {key}={value!r}; use the matching "
+            "parameters and data, another checkpoint_dir, or delete the checkpoint."
+        )
+
+
+def _plain(value):
+    """Plain Python data (loadable with ``torch.load(weights_only=True)``): numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return repr(value)
+
+
+def _postfix(means, n_leaves) -> dict:
+    return {
+        "loss": f"{means[0]:.4f}",
+        "instance": f"{means[1]:.4f}",
+        "tree": f"{means[2]:.4f}",
+        "reg": f"{means[3]:.4f}",
+        "leaves": n_leaves,
+    }
+
+
+def _progress(total, epoch, last, config):
     if not config.verbose:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{config.max_epochs}", leave=True, dynamic_ncols=True)
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{last}", leave=True, dynamic_ncols=True, file=sys.stderr)
