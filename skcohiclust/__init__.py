@@ -2,6 +2,7 @@
 
 from .callbacks import Callback, EarlyStopping
 from .estimator import CoHiClust
+from .plotting import plot_level_sizes, plot_tree  # matplotlib is imported only when called
 
-__all__ = ["CoHiClust", "Callback", "EarlyStopping"]
+__all__ = ["CoHiClust", "Callback", "EarlyStopping", "plot_tree", "plot_level_sizes"]
 __version__ = "0.1.0"
