@@ -53,7 +53,8 @@ class ImageAugmentation:
     grayscale_p : float, default=0.0
         Probability of turning a colour sample grey.
     noise : float, default=0.0
-        Standard deviation of added Gaussian noise (images in ``[0, 1]``).
+        Standard deviation of added Gaussian noise, relative to each image's
+        largest absolute value (so it means the same for 0-1, 0-16 or 0-255 data).
     padding_mode : {"zeros", "border", "reflection"}, default="zeros"
         What lies outside the image when the warp reaches past it.
     """
@@ -99,6 +100,8 @@ class ImageAugmentation:
         """Apply brightness, contrast, saturation, hue, grey and noise to ``(n, C, H, W)``."""
         n, channels = x.shape[:2]
         device = x.device
+        # colour changes keep values within the data's range: [0, 1] for 8-bit data, [0, max] otherwise
+        high = x.detach().amax().clamp_min(1.0)
         jitter = (torch.rand(n, 1, 1, 1, generator=generator, device=device) < self.jitter_p).to(x.dtype)
 
         def factor(strength):
@@ -120,8 +123,9 @@ class ImageAugmentation:
             grey_now = (torch.rand(n, 1, 1, 1, generator=generator, device=device) < self.grayscale_p).to(x.dtype)
             x = x + grey_now * (_grey(x).expand_as(x) - x)
         if self.noise > 0:
-            x = x + self.noise * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-        return x.clamp(0.0, 1.0) if (self.brightness or self.contrast or self.saturation or self.hue) else x
+            peak = x.abs().amax(dim=(1, 2, 3), keepdim=True)
+            x = x + self.noise * peak * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+        return x.clamp(min=0.0).minimum(high) if (self.brightness or self.contrast or self.saturation or self.hue) else x
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator, output_size=None) -> torch.Tensor:
         """One random view of every image in the batch.
@@ -207,10 +211,13 @@ class VectorAugmentation:
 
 
 #: Named presets for images.  ``"shapes"`` suits centred strokes and objects
-#: (digits, clothes): small rotations, shear and shifts, no crop, no flip.
+#: (digits, clothes): rotations, shear, shifts, mild zoom and noise, no flip
+#: (chosen on digits: see benchmarks/BENCHMARKS.md, "Tuning").
 #: ``"natural"`` is SimCLR's family for photographs.
 IMAGE_PRESETS = {
-    "shapes": ImageAugmentation(scale=(0.85, 1.1), rotation=15.0, shear=10.0, translate=0.1, noise=0.05),
+    "shapes": ImageAugmentation(
+        scale=(0.6, 1.1), ratio=(0.8, 1.25), rotation=20.0, shear=15.0, translate=0.15, noise=0.1
+    ),
     "natural": ImageAugmentation(
         scale=(math.sqrt(0.2), 1.0),
         ratio=(3 / 4, 4 / 3),

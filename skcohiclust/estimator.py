@@ -63,12 +63,18 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Passes over the data.
     warmup_epochs : int or "auto", default="auto"
         Leading epochs trained with the instance (NT-Xent) loss alone.
-        ``"auto"`` is ``max_epochs // 5``.  Must be smaller than ``max_epochs``.
+        ``"auto"`` is ``max_epochs // 2``.  Must be smaller than ``max_epochs``.
     prune_start : int or "auto", default="auto"
         First epoch at whose end a leaf may be pruned.  ``"auto"`` starts
         halfway through the tree phase; the removals are spread evenly up to
         80% of ``max_epochs``, and anything left is pruned after training.
-    batch_size : int, default=256
+    tree_init : {"bisect", "random"}, default="bisect"
+        How the tree head starts when the warm-up ends.  ``"bisect"`` sets
+        every node's routing hyperplane by bisecting 2-means on the
+        representation learned so far (as DEC-style methods start from
+        k-means), so the tree loss refines a tree that follows the data;
+        ``"random"`` keeps the head's random initialisation, as the paper does.
+    batch_size : int, default=128
         Samples per batch (each gives two views).  Smaller data sets use one
         batch of all samples.
     lr : float, default=1e-3
@@ -170,7 +176,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         max_epochs=100,
         warmup_epochs="auto",
         prune_start="auto",
-        batch_size=256,
+        tree_init="bisect",
+        batch_size=128,
         lr=1e-3,
         weight_decay=1e-6,
         temperature=0.5,
@@ -193,6 +200,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.warmup_epochs = warmup_epochs
         self.prune_start = prune_start
+        self.tree_init = tree_init
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -218,7 +226,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             n_leaves = self.n_clusters
         _check_int("max_epochs", self.max_epochs, 1)
         if isinstance(self.warmup_epochs, str) and self.warmup_epochs == "auto":
-            warmup = self.max_epochs // 5
+            warmup = self.max_epochs // 2
         else:
             _check_int("warmup_epochs", self.warmup_epochs, 0, self.max_epochs - 1, "(or 'auto')")
             warmup = self.warmup_epochs
@@ -235,6 +243,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         _check_float("temperature", self.temperature, positive=True)
         _check_int("projection_dim", self.projection_dim, 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
+        if self.tree_init not in ("bisect", "random"):
+            raise ValueError(f"tree_init must be 'bisect' or 'random', got {self.tree_init!r}.")
         if self.early_stopping is not None:
             _check_int("early_stopping", self.early_stopping, 1, None, "(the patience in epochs, or None)")
         if not isinstance(self.warm_start, (bool, np.bool_)):
@@ -258,6 +268,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             mixed_precision=bool(self.mixed_precision),
             verbose=int(self.verbose),
             checkpoint_every=self.checkpoint_every,
+            tree_init=self.tree_init,
         )
 
     def _validate_X(self, X, reset: bool, min_samples=None):

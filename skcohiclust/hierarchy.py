@@ -258,8 +258,9 @@ def _newick_name(name: str) -> str:
 def ordered_linkage(linkage) -> np.ndarray:
     """The linkage matrix with each merge's children in left-to-right order.
 
-    ``tree_`` stores the smaller node id first; here the child holding the
-    smaller leaf cluster comes first, so that ``scipy.cluster.hierarchy.dendrogram``
+    Linkages from other tools often store the smaller node id first; here the
+    child holding the smaller leaf cluster comes first (``CoHiClust.tree_`` is
+    already in this order), so that ``scipy.cluster.hierarchy.dendrogram``
     draws the leaf clusters ``0, 1, ..., k-1`` from left to right, as they
     sit in the tree.  The tree itself (merges, heights, counts) is unchanged.
 

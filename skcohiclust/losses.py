@@ -11,6 +11,7 @@ with one ``all_reduce``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -121,8 +122,14 @@ def tree_batch_statistics(
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _column_levels(depth: int, device: torch.device) -> torch.Tensor:
+    # built once per depth and device: repeat_interleave would synchronise a GPU on every step
+    return column_levels(depth, device=device)
+
+
 def _per_level(values: torch.Tensor, depth: int) -> torch.Tensor:
-    levels = column_levels(depth, device=values.device) - 1
+    levels = _column_levels(depth, values.device) - 1
     return torch.zeros(depth, dtype=values.dtype, device=values.device).index_add_(0, levels, values)
 
 
@@ -166,8 +173,8 @@ def balance_regularizer(
 
     ``R = sum over sibling pairs of -2**(-l) * (log m_left + log m_right) / 2``
     where ``m`` are the batch-mean node probabilities and ``l`` is the level
-    of the siblings' parent (0 for the root's children).  Pairs with a
-    pruned child are left out.
+    of the two siblings (1 for the root's children), as in the published
+    code.  Pairs with a pruned child are left out.
 
     Parameters
     ----------
@@ -185,8 +192,8 @@ def balance_regularizer(
     """
     mean_mass = stats.sum_mass / (2 * stats.n_pairs)
     pairs = torch.log(mean_mass.clamp_min(LOG_EPS)).reshape(-1, 2)
-    parent_level = column_levels(depth, device=pairs.device)[0::2] - 1
-    weight = torch.pow(2.0, -parent_level.to(pairs.dtype))
+    child_level = _column_levels(depth, pairs.device)[0::2]
+    weight = torch.pow(2.0, -child_level.to(pairs.dtype))
     if node_mask is not None:
         weight = weight * node_mask.reshape(-1, 2).all(dim=1)
     return -(weight * pairs.mean(dim=1)).sum()

@@ -164,7 +164,13 @@ class ProjectionHead(nn.Module):
 
 
 class TreeHead(nn.Module):
-    """The soft binary tree's routing layer: Linear, then sigmoid.
+    """The soft binary tree's routing layer: Linear on the normalised representation, then sigmoid.
+
+    The representation is L2-normalised (and scaled by ``sqrt(dim)`` so that
+    its entries have unit scale) before the linear layer: routing then
+    depends on directions, as cosine similarity does in the contrastive
+    loss, and the bisecting initialisation of :mod:`skcohiclust.tree_init`
+    works on the same features.
 
     Parameters
     ----------
@@ -178,9 +184,13 @@ class TreeHead(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_features, n_internal_nodes(depth))
 
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """The features the routing hyperplanes act on."""
+        return F.normalize(h.float(), dim=1) * h.shape[1] ** 0.5
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Probability of going left at every internal node (heap order)."""
-        return torch.sigmoid(self.linear(h).float())
+        return torch.sigmoid(self.linear(self.features(h)).float())
 
 
 class NetworkOutput(NamedTuple):

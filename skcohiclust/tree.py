@@ -327,8 +327,8 @@ def linkage_from_leaf_mask(leaf_mask, depth: int, node_mass=None) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float64 array of shape ``(k - 1, 4)``: child ids, height, number of
-        leaf clusters below.  Empty for ``k == 1``.
+        float64 array of shape ``(k - 1, 4)``: left and right child ids,
+        height, number of leaf clusters below.  Empty for ``k == 1``.
     """
     leaf_mask = np.asarray(leaf_mask, dtype=bool)
     n_active = int(leaf_mask.sum())
@@ -365,5 +365,5 @@ def linkage_from_leaf_mask(leaf_mask, depth: int, node_mass=None) -> np.ndarray:
     linkage = np.empty((len(merges), 4), dtype=np.float64)
     for i, (height, a, b, count, _) in enumerate(merges):
         a, b = resolve(a), resolve(b)
-        linkage[i] = (min(a, b), max(a, b), height, count)
+        linkage[i] = (a, b, height, count)  # left subtree first: dendrogram draws the tree's own order
     return linkage

@@ -45,7 +45,7 @@ def _direct_regularizer(nodes, depth, node_mask=None):
     m = nodes.mean(0)
     total = 0.0
     for parent in range(tree.n_internal_nodes(depth)):
-        level = int(math.floor(math.log2(parent + 1)))
+        level = int(math.floor(math.log2(parent + 1))) + 1  # the children's level
         left_child = 2 * parent + 1  # heap id; its column in the level-major layout is heap id - 1
         cols = (left_child - 1, left_child)
         if node_mask is not None and not (node_mask[cols[0]] and node_mask[cols[1]]):
