@@ -160,17 +160,24 @@ def input_statistics(source: BatchSource, max_rows: int = 20000, chunk: int = 40
     return mean.float().cpu(), std.float().cpu()
 
 
-def map_batches(fn, source: BatchSource, batch_size: int) -> list:
+def map_batches(fn, source: BatchSource, batch_size: int, pad: bool = False) -> list:
     """Apply ``fn`` to consecutive batches and gather its outputs as numpy arrays.
 
     Parameters
     ----------
     fn : callable
-        Maps a float input tensor to a tuple of tensors.
+        Maps a float input tensor to a tuple of tensors (row by row).
     source : BatchSource
         The data.
     batch_size : int
         Rows per batch; memory use stays bounded by it plus the outputs.
+    pad : bool, default=False
+        Pad the last batch to ``batch_size`` rows (repeating its last row)
+        so that every call of ``fn`` sees the same shape.  Multi-threaded
+        CPU kernels choose how to split their sums by the shape, so without
+        it a row's output can differ in the last bits depending on how many
+        rows come with it; with it, a sample gets the same output whatever
+        else is predicted alongside.
 
     Returns
     -------
@@ -180,9 +187,13 @@ def map_batches(fn, source: BatchSource, batch_size: int) -> list:
     outputs = None
     n = len(source)
     for start in range(0, n, batch_size):
-        result = fn(source.rows(start, min(start + batch_size, n)))
+        batch = source.rows(start, min(start + batch_size, n))
+        rows = batch.shape[0]
+        if pad and rows < batch_size:
+            batch = torch.cat((batch, batch[-1:].expand(batch_size - rows, *batch.shape[1:])))
+        result = fn(batch)
         if outputs is None:
             outputs = [np.empty((n, *r.shape[1:]), dtype=np.float32) for r in result]
         for out, r in zip(outputs, result):
-            out[start : start + r.shape[0]] = r.detach().float().cpu().numpy()
+            out[start : start + rows] = r[:rows].detach().float().cpu().numpy()
     return outputs

@@ -28,8 +28,9 @@ from .training import Trainer, TrainingConfig, run_metadata
 
 __all__ = ["CoHiClust"]
 
-#: Rows per batch when predicting or transforming.
-INFERENCE_BATCH_SIZE = 1024
+#: Rows per batch when predicting or transforming: on the CPU every batch is padded to
+#: this fixed size, so a sample's outputs never depend on what is predicted with it.
+INFERENCE_BATCH_SIZE = {"cpu": 64, "cuda": 1024}
 
 
 class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -456,7 +457,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             (leaf,) = map_batches(
                 lambda x: (tree_math.leaf_probabilities(network(x, with_projection=False).left_prob, self.depth),),
                 source,
-                INFERENCE_BATCH_SIZE,
+                *_inference_batching(source.device),
             )
         return torch.from_numpy(leaf)
 
@@ -529,7 +530,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             return (tree_math.masked_leaf_probabilities(leaf, mask),)
 
         with torch.no_grad():
-            (result,) = map_batches(run, source, INFERENCE_BATCH_SIZE)
+            (result,) = map_batches(run, source, *_inference_batching(source.device))
         return result
 
     def predict_proba(self, X, level=None):
@@ -760,6 +761,13 @@ def _warn_no_checkpoints(checkpoint_dir, what):
             UserWarning,
             stacklevel=3,
         )
+
+
+def _inference_batching(device: torch.device):
+    """Batch size and padding for inference on ``device``."""
+    if device.type == "cpu":
+        return INFERENCE_BATCH_SIZE["cpu"], True
+    return INFERENCE_BATCH_SIZE["cuda"], False
 
 
 def _resolve_device(device) -> torch.device:

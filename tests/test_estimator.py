@@ -333,3 +333,13 @@ def test_io_of_module_bytes_is_self_contained(fitted):
     assert isinstance(state["module_"], bytes)
     module = torch.load(io.BytesIO(state["module_"]), weights_only=False)
     assert torch.equal(module.leaf_mask, fitted.module_.leaf_mask)
+
+
+def test_outputs_of_a_sample_do_not_depend_on_its_companions():
+    # multi-threaded CPU kernels split their sums by the batch shape: inference pads every batch
+    X, _ = make_blobs(n_samples=150, centers=3, n_features=5, random_state=0)
+    model = CoHiClust(depth=2, **FAST).fit(X)
+    whole = model.transform(X)
+    for rows in (slice(0, 1), slice(3, 10), slice(60, 150)):
+        np.testing.assert_array_equal(model.transform(X[rows]), whole[rows])
+        np.testing.assert_array_equal(model.predict_proba(X[rows]), model.predict_proba(X)[rows])
