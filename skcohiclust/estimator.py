@@ -139,6 +139,14 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Scipy linkage matrix over the clusters: the learned tree with
         pruned subtrees collapsed.  A merge of level ``l`` has a height in
         ``[depth - l, depth - l + 0.5)``.
+    children_ : ndarray of shape (n_clusters_ - 1, 2)
+        The merges of ``tree_``, as ``AgglomerativeClustering.children_``.
+    distances_ : ndarray of shape (n_clusters_ - 1,)
+        The merge heights of ``tree_``.
+    n_leaves_ : int
+        Leaves of ``tree_`` (equals ``n_clusters_``).
+    leaf_sizes_ : ndarray of shape (n_clusters_,)
+        Training samples per cluster.
     node_mass_ : ndarray of shape (2**(depth + 1) - 2,)
         Mean probability of the training samples for every node of levels
         ``1..depth`` (level-major, see :mod:`skcohiclust.tree`).

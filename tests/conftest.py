@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
 
@@ -19,3 +20,12 @@ def small_digits(digits):
 
 #: Settings that make a fit take well under a second on small data.
 FAST = dict(max_epochs=3, batch_size=64, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: bitwise comparisons need one fixed count (a subprocess uses the same)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,8 @@ from ._resume_child import PARAMS, make_data
 CHILD = os.path.join(os.path.dirname(__file__), "_resume_child.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: faster on a busy 2-core machine, and the child process uses the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread (see conftest.one_torch_thread): exact comparisons need one fixed count
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

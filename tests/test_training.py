@@ -18,13 +18,8 @@ PARAMS = dict(depth=2, n_clusters=3, batch_size=64, backbone="mlp", random_state
 PLAIN = dict(PARAMS, n_clusters=None, warmup_epochs=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: faster on a busy 2-core machine, and exact comparisons need one fixed count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread (see conftest.one_torch_thread): exact comparisons need one fixed count
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
