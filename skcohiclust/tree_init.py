@@ -28,6 +28,15 @@ def _segment_mean(values, segment, n_segments, weights=None):
     return total / count.clamp_min(1e-12)[:, None], count
 
 
+def _segment_lower_median(values, segment, count):
+    """Per segment, the lower median of ``values`` (as ``torch.median``); 0 for empty segments."""
+    order = torch.argsort(values, stable=True)
+    order = order[torch.argsort(segment[order], stable=True)]
+    count = count.long()
+    middle = (torch.cumsum(count, 0) - count + (count - 1).clamp_min(0) // 2).clamp_max(len(values) - 1)
+    return torch.where(count > 0, values[order][middle], torch.zeros_like(middle, dtype=values.dtype))
+
+
 def bisecting_hyperplanes(h: torch.Tensor, depth: int, generator: torch.Generator, n_iter: int = 20):
     """Routing hyperplanes of a tree of depth ``depth`` from bisecting 2-means on ``h``.
 
@@ -81,10 +90,8 @@ def bisecting_hyperplanes(h: torch.Tensor, depth: int, generator: torch.Generato
         b = -(w * (c_left + c_right)).sum(1) / 2
         logits = (h * w[node]).sum(1) + b[node]
         # scale each node so that its samples' median |logit| is INIT_LOGIT
-        scale = h.new_ones(width)
-        for_node = torch.zeros(width, dtype=h.dtype, device=h.device)
-        median = torch.stack([logits[node == j].abs().median() if count[j] > 0 else for_node[j] for j in range(width)])
-        scale = torch.where(median > 0, INIT_LOGIT / median.clamp_min(1e-12), scale)
+        median = _segment_lower_median(logits.abs(), node, count)
+        scale = torch.where(median > 0, INIT_LOGIT / median.clamp_min(1e-12), torch.ones_like(median))
         heap = slice(width - 1, 2 * width - 1)
         weight[heap] = w * scale[:, None]
         bias[heap] = b * scale
