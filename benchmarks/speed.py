@@ -38,8 +38,9 @@ The items
     Two views of batches of 256 images: the package's batched augmentation
     (the ``"shapes"`` preset used for grey images) against per-image
     torchvision transforms of the same family (``RandomAffine`` with the same
-    rotation, shear, shift and scale ranges, bilinear, ``ToTensor``, Gaussian
-    noise) fed by a ``torch.utils.data.DataLoader`` as reference
+    rotation, shear, shift and scale ranges, bilinear, ``ColorJitter`` with
+    the same brightness and contrast applied with the same probability,
+    ``ToTensor``, Gaussian noise) fed by a ``torch.utils.data.DataLoader`` as reference
     implementations do (classic transforms with 0 and 2 workers, and v2).
 ``depth``
     Training step time at depth 2, 4, 6, 8, 10 relative to depth 4.  Bar:
@@ -604,11 +605,20 @@ def _torchvision_transforms(preset):
         shear=preset.shear,
         interpolation=bilinear,
     )
-    classic = T.Compose([T.RandomAffine(**affine), T.ToTensor(), _AddNoise(preset.noise)])
+    jitter = dict(brightness=preset.brightness, contrast=preset.contrast)
+    classic = T.Compose(
+        [
+            T.RandomAffine(**affine),
+            T.RandomApply([T.ColorJitter(**jitter)], p=preset.jitter_p),
+            T.ToTensor(),
+            _AddNoise(preset.noise),
+        ]
+    )
     new = v2.Compose(
         [
             v2.ToImage(),
             v2.RandomAffine(**affine),
+            v2.RandomApply([v2.ColorJitter(**jitter)], p=preset.jitter_p),
             v2.ToDtype(torch.float32, scale=True),
             v2.GaussianNoise(sigma=preset.noise, clip=False),
         ]

@@ -89,10 +89,11 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
     augmentation : "auto", str, dict or augmentation object, default="auto"
         How views are drawn.  ``"auto"`` is ``"natural"`` (SimCLR's crops,
         flips and colour) for colour images, ``"shapes"`` (small rotations,
-        shear, shifts and noise) for other images and Gaussian noise for
-        vectors.  A dict overrides fields of the automatic choice, e.g.
-        ``{"flip": True}``; see :class:`~skcohiclust.augment.ImageAugmentation`
-        and :class:`~skcohiclust.augment.VectorAugmentation`.
+        shear, shifts, brightness and contrast jitter, noise) for other
+        images and Gaussian noise for vectors.  A dict overrides fields of
+        the automatic choice, e.g. ``{"flip": True}``; see
+        :class:`~skcohiclust.augment.ImageAugmentation` and
+        :class:`~skcohiclust.augment.VectorAugmentation`.
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when it is available, else the CPU.
     mixed_precision : bool, default=True

@@ -1,0 +1,133 @@
+"""One small tuning experiment: CoHiClust with given views on digits or a Fashion-MNIST subset.
+
+Usage::
+
+    python benchmarks/tune_views.py --name H --dataset fashion-mnist --limit 10000 --max-epochs 12 \\
+        --augmentation '{"brightness": 0.4, "contrast": 0.4}'
+    python benchmarks/tune_views.py --name shapes --dataset digits --seed 1
+
+Fits ``CoHiClust(depth=4, n_clusters=10, random_state=seed, max_epochs=..., augmentation=...)``
+with one torch thread and scores two things against the true classes:
+
+* the tree's own leaves (``labels_``): ACC, NMI, DP, LP;
+* k-means (10 clusters) on the L2-normalised representation (``transform``):
+  ACC and NMI, which tells how good the learned representation is apart from
+  the tree.
+
+``--augmentation`` is a preset name or a JSON object of
+:class:`~skcohiclust.augment.ImageAugmentation` fields that override the
+automatic choice (as the estimator's dict form does); ``--full-views`` makes
+the JSON the complete set of fields instead.  ``--pool P`` replaces the
+default CNN's global average pooling by a ``P x P`` average pooling (keeping
+coarse layout).  A JSON line per experiment is printed and appended to
+``benchmarks/results/tuning-views.jsonl``; the "Tuning" section of
+BENCHMARKS.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from _common import RESULTS_DIR
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
+
+from skcohiclust import CoHiClust
+from skcohiclust.augment import IMAGE_PRESETS, ImageAugmentation
+from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
+from skcohiclust.networks import SmallCNN
+
+
+def load(dataset: str, limit: int | None):
+    """Images and classes, optionally a fixed random subsample (the one quality.py draws)."""
+    if dataset == "digits":
+        from skcohiclust.datasets import load_digits_images
+
+        X, y = load_digits_images()
+    else:
+        from skcohiclust.datasets import load_fashion_mnist
+
+        X, y = load_fashion_mnist(subset="all")
+    if limit is not None and limit < len(y):
+        keep = np.sort(np.random.default_rng(0).choice(len(y), size=limit, replace=False))
+        X, y = X[keep], y[keep]
+    return X, y
+
+
+def views(spec: str, full: bool):
+    """The estimator's ``augmentation`` argument from the command line."""
+    if spec in IMAGE_PRESETS or spec == "auto":
+        return spec
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(spec).items()}
+    return ImageAugmentation(**fields) if full else fields
+
+
+def backbone(pool: int):
+    """The default CNN, or the default CNN with ``pool x pool`` average pooling at its end."""
+    if pool == 1:
+        return "auto"
+    net = SmallCNN(1)
+    net.features[-2] = torch.nn.AdaptiveAvgPool2d(pool)
+    net.output_dim = 4 * 32 * pool**2
+    return net
+
+
+def main(argv=None) -> dict:
+    """Run one experiment; return (and record) its scores."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augmentation", default="auto")
+    parser.add_argument("--full-views", action="store_true")
+    parser.add_argument("--pool", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    X, y = load(args.dataset, args.limit)
+    model = CoHiClust(
+        depth=4,
+        n_clusters=10,
+        max_epochs=args.max_epochs,
+        random_state=args.seed,
+        augmentation=views(args.augmentation, args.full_views),
+        backbone=backbone(args.pool),
+    )
+    start = time.perf_counter()
+    model.fit(X)
+    seconds = time.perf_counter() - start
+    Z = model.transform(X)
+    Z = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    rep = KMeans(n_clusters=10, n_init=5, random_state=0).fit_predict(Z)
+    row = {
+        "name": args.name,
+        "dataset": args.dataset,
+        "n_samples": len(y),
+        "max_epochs": args.max_epochs,
+        "seed": args.seed,
+        "augmentation": args.augmentation,
+        "full_views": args.full_views,
+        "pool": args.pool,
+        "fit_seconds": round(seconds, 1),
+        "tree_acc": round(cluster_accuracy(y, model.labels_), 4),
+        "tree_nmi": round(normalized_mutual_info_score(y, model.labels_), 4),
+        "tree_dp": round(dendrogram_purity(y, model.labels_, model.tree_), 4),
+        "tree_lp": round(leaf_purity(y, model.labels_), 4),
+        "rep_acc": round(cluster_accuracy(y, rep), 4),
+        "rep_nmi": round(normalized_mutual_info_score(y, rep), 4),
+    }
+    print(json.dumps(row))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS_DIR / "tuning-views.jsonl", "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    return row
+
+
+if __name__ == "__main__":
+    main()
