@@ -33,6 +33,7 @@ import time
 import numpy as np
 import torch
 from _common import RESULTS_DIR
+from quality import load_dataset
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
@@ -40,22 +41,6 @@ from skcohiclust import CoHiClust
 from skcohiclust.augment import IMAGE_PRESETS, ImageAugmentation
 from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 from skcohiclust.networks import SmallCNN
-
-
-def load(dataset: str, limit: int | None):
-    """Images and classes, optionally a fixed random subsample (the one quality.py draws)."""
-    if dataset == "digits":
-        from skcohiclust.datasets import load_digits_images
-
-        X, y = load_digits_images()
-    else:
-        from skcohiclust.datasets import load_fashion_mnist
-
-        X, y = load_fashion_mnist(subset="all")
-    if limit is not None and limit < len(y):
-        keep = np.sort(np.random.default_rng(0).choice(len(y), size=limit, replace=False))
-        X, y = X[keep], y[keep]
-    return X, y
 
 
 def views(spec: str, full: bool):
@@ -90,7 +75,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    X, y = load(args.dataset, args.limit)
+    X, y, _ = load_dataset(args.dataset, args.limit)
     model = CoHiClust(
         depth=4,
         n_clusters=10,

@@ -106,7 +106,7 @@ class ImageAugmentation:
         n, channels = x.shape[:2]
         device = x.device
         if high is None:
-            high = x.detach().amax().clamp_min(1.0)
+            high = _value_ceiling(x)
         jitter = (torch.rand(n, 1, 1, 1, generator=generator, device=device) < self.jitter_p).to(x.dtype)
 
         def factor(strength):
@@ -152,12 +152,16 @@ class ImageAugmentation:
         """
         n, channels, height, width = x.shape
         out_h, out_w = output_size if output_size is not None else (height, width)
-        # the data's range is taken before the warp, whose interpolation lowers the peaks
-        high = x.detach().amax().clamp_min(1.0)
+        high = _value_ceiling(x)  # before the warp, whose interpolation lowers the peaks
         theta = self.affine_matrices(n, generator, x.device).to(x.dtype)
         grid = F.affine_grid(theta, (n, channels, out_h, out_w), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
         return self.colour(x, generator, high)
+
+
+def _value_ceiling(x: torch.Tensor) -> torch.Tensor:
+    # the data's range for colour changes: [0, 1] for 8-bit data, [0, max] otherwise
+    return x.detach().amax().clamp_min(1.0)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:

@@ -91,8 +91,7 @@ def level_nodes(leaves, depth: int, level: int) -> np.ndarray:
         Sorted positions ``0..2**level-1`` of the nodes with an active leaf
         below; entry ``c`` is the node of level label ``c``.
     """
-    level = check_level(level, depth)
-    return np.unique(np.asarray(leaves, dtype=np.int64) >> (depth - level))
+    return _level_partition(leaves, depth, level)[0]
 
 
 def leaf_to_level(leaves, depth: int, level: int) -> np.ndarray:
@@ -113,9 +112,15 @@ def leaf_to_level(leaves, depth: int, level: int) -> np.ndarray:
         Entry ``k`` is the label, at ``level``, of the ancestor of cluster
         ``k``: contiguous ``0..m-1``, non-decreasing in ``k``.
     """
+    return _level_partition(leaves, depth, level)[1]
+
+
+def _level_partition(leaves, depth: int, level: int):
+    """:func:`level_nodes` and :func:`leaf_to_level` of ``level``, from one pass over the leaves."""
     level = check_level(level, depth)
     ancestors = np.asarray(leaves, dtype=np.int64) >> (depth - level)
-    return np.unique(ancestors, return_inverse=True)[1].reshape(-1).astype(np.intp)
+    positions, mapping = np.unique(ancestors, return_inverse=True)
+    return positions, mapping.reshape(-1).astype(np.intp)
 
 
 def level_probabilities(proba, leaves, depth: int, level: int) -> np.ndarray:
@@ -350,8 +355,7 @@ def tree_to_dict(leaves, depth: int, node_mass, leaf_sizes) -> dict:
     leaf_sizes = np.asarray(leaf_sizes, dtype=np.int64)
     previous = None
     for level in range(depth, -1, -1):
-        positions = level_nodes(leaves, depth, level)
-        mapping = leaf_to_level(leaves, depth, level)
+        positions, mapping = _level_partition(leaves, depth, level)
         sizes = np.bincount(mapping, weights=leaf_sizes, minlength=len(positions)).astype(np.int64)
         mass = node_mass[level_slice(level)][positions] if level > 0 else np.ones(1)
         nodes = [
