@@ -48,10 +48,12 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
     depth : int, default=4
         Depth of the tree: ``2**depth`` leaves before pruning.
     n_clusters : int or None, default=None
-        Leaves to keep.  ``None`` keeps all ``2**depth``; a smaller number
-        prunes the least used leaf, one at a time, during training, as the
-        paper does.  Leaves that end up with no training sample are dropped
-        as well, so ``n_clusters_ <= n_clusters``.
+        Leaves to keep.  ``None`` keeps all ``2**depth``.  A smaller number
+        starts the tree phase with that many leaves (``tree_init="kmeans"``,
+        the default), or prunes the least used leaf, one at a time, during
+        training, as the paper does (the other starts).  Leaves that end up
+        with no training sample are dropped as well, so
+        ``n_clusters_ <= n_clusters``.
     backbone : str or torch.nn.Module, default="auto"
         ``"auto"`` (``"cnn"`` for images, ``"mlp"`` for vectors), ``"cnn"``
         (a small VGG-style CNN), ``"mlp"``, ``"resnet18"``, ``"resnet34"``,
@@ -66,15 +68,22 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Leading epochs trained with the instance (NT-Xent) loss alone.
         ``"auto"`` is ``max_epochs // 2``.  Must be smaller than ``max_epochs``.
     prune_start : int or "auto", default="auto"
-        First epoch at whose end a leaf may be pruned.  ``"auto"`` starts
-        halfway through the tree phase; the removals are spread evenly up to
-        80% of ``max_epochs``, and anything left is pruned after training.
-    tree_init : {"bisect", "random"}, default="bisect"
-        How the tree head starts when the warm-up ends.  ``"bisect"`` sets
-        every node's routing hyperplane by bisecting 2-means on the
-        representation learned so far (as DEC-style methods start from
-        k-means), so the tree loss refines a tree that follows the data;
-        ``"random"`` keeps the head's random initialisation, as the paper does.
+        First epoch at whose end a leaf may be pruned (with ``tree_init``
+        ``"bisect"`` or ``"random"``; the ``"kmeans"`` start has no leaves to
+        prune).  ``"auto"`` starts halfway through the tree phase; the
+        removals are spread evenly up to 80% of ``max_epochs``, and anything
+        left is pruned after training.
+    tree_init : {"kmeans", "bisect", "random"}, default="kmeans"
+        How the tree head starts when the warm-up ends.  ``"kmeans"``
+        clusters the representation learned so far into ``n_clusters``
+        (or ``2**depth``) clusters with k-means, arranges them into the tree
+        top-down (each node splits its clusters into the two groups that are
+        furthest apart by Ward's criterion), sets each routing hyperplane
+        between its two groups and masks the leaves no cluster needs, as
+        DEC-style methods start from k-means; ``"bisect"`` sets every node's
+        hyperplane by bisecting 2-means and keeps all leaves, to be pruned
+        during training; ``"random"`` keeps the head's random
+        initialisation, as the paper does.
     batch_size : int, default=128
         Samples per batch (each gives two views).  Smaller data sets use one
         batch of all samples.
@@ -186,7 +195,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         max_epochs=100,
         warmup_epochs="auto",
         prune_start="auto",
-        tree_init="bisect",
+        tree_init="kmeans",
         batch_size=128,
         lr=1e-3,
         weight_decay=1e-6,
@@ -253,8 +262,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         _check_float("temperature", self.temperature, positive=True)
         _check_int("projection_dim", self.projection_dim, 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
-        if self.tree_init not in ("bisect", "random"):
-            raise ValueError(f"tree_init must be 'bisect' or 'random', got {self.tree_init!r}.")
+        if self.tree_init not in ("kmeans", "bisect", "random"):
+            raise ValueError(f"tree_init must be 'kmeans', 'bisect' or 'random', got {self.tree_init!r}.")
         if self.early_stopping is not None:
             _check_int("early_stopping", self.early_stopping, 1, None, "(the patience in epochs, or None)")
         if not isinstance(self.warm_start, (bool, np.bool_)):

@@ -30,7 +30,7 @@ from .augment import ImageAugmentation
 from .callbacks import call_hook, notify
 from .losses import balance_regularizer, hierarchical_contrastive_loss, nt_xent, tree_batch_statistics
 from .tree import level_slice, node_active_mask, node_probabilities
-from .tree_init import bisecting_hyperplanes
+from .tree_init import bisecting_hyperplanes, clustered_tree
 
 __all__ = [
     "TrainingConfig",
@@ -74,9 +74,11 @@ class TrainingConfig:
         0 silent; 1 a progress bar per epoch.
     checkpoint_every : int
         Epochs between checkpoints (when a directory is given).
-    tree_init : {"bisect", "random"}
-        How the tree head starts its phase: bisecting 2-means on the
-        representation (see :mod:`skcohiclust.tree_init`), or as initialised.
+    tree_init : {"kmeans", "bisect", "random"}
+        How the tree head starts its phase: k-means clusters of the
+        representation arranged into a tree (``n_leaves`` leaves from the
+        start), bisecting 2-means on it (all leaves), or as initialised; see
+        :mod:`skcohiclust.tree_init`.
     """
 
     depth: int
@@ -92,7 +94,7 @@ class TrainingConfig:
     mixed_precision: bool = False
     verbose: int = 0
     checkpoint_every: int = 1
-    tree_init: str = "bisect"
+    tree_init: str = "kmeans"
 
 
 def pruning_schedule(n_remove: int, start: int, stop: int) -> np.ndarray:
@@ -333,9 +335,11 @@ class Trainer:
         return torch.stack((loss.detach(), instance.detach(), tree.detach(), reg.detach())), leaf_mass
 
     def initialise_tree(self, max_rows: int = 20000) -> None:
-        """Set the tree head by bisecting 2-means on the current representation.
+        """Set the tree head from the current representation (``config.tree_init``).
 
-        Uses at most ``max_rows`` evenly spaced training rows; deterministic
+        ``"kmeans"`` also sets the leaf mask (see
+        :func:`~skcohiclust.tree_init.clustered_tree`).  Uses at most
+        ``max_rows`` evenly spaced training rows; deterministic
         given the seed, so a resumed run initialises exactly as an
         uninterrupted one.
         """
@@ -351,8 +355,13 @@ class Trainer:
                     for i in range(0, len(rows), 1024)
                 ]
             )
-            generator = torch.Generator().manual_seed(self.seed + 3)
-            weight, bias = bisecting_hyperplanes(h, self.config.depth, generator)
+            if self.config.tree_init == "kmeans":
+                n_leaves = max(1, min(self.config.n_leaves, len(rows)))
+                weight, bias, leaf_mask = clustered_tree(h, self.config.depth, n_leaves, self.seed + 3)
+                self.network.leaf_mask.copy_(leaf_mask.to(self.network.leaf_mask.device))
+            else:
+                generator = torch.Generator().manual_seed(self.seed + 3)
+                weight, bias = bisecting_hyperplanes(h, self.config.depth, generator)
             linear = self.network.tree_head.linear
             linear.weight.copy_(weight.to(linear.weight))
             linear.bias.copy_(bias.to(linear.bias))
@@ -375,7 +384,7 @@ class Trainer:
         started = time.perf_counter()
         self.network.train()
         tree_phase = self.epoch >= config.warmup_epochs
-        if tree_phase and self.epoch == config.warmup_epochs and config.tree_init == "bisect":
+        if tree_phase and self.epoch == config.warmup_epochs and config.tree_init != "random":
             self.initialise_tree()
         leaf_mask = self.network.leaf_mask
         node_mask = node_active_mask(leaf_mask, config.depth)

@@ -1,24 +1,40 @@
-"""Data-dependent initialisation of the tree head by bisecting 2-means.
+"""Data-dependent starts of the tree head: k-means clusters in a tree, or bisecting 2-means.
 
 Deep clustering methods such as DEC start their cluster layer from k-means
-on the pretrained representation.  The tree analogue used here: split the
-representations of the training data top-down, every node of a level at
-once, each split a 2-means (started along the node's principal direction);
-the routing hyperplane of a node is the perpendicular bisector of its two
-centroids.  Training then starts from a tree that already follows the
-structure of the representation, instead of from random hyperplanes that
-the tree loss would first impose on the representation.
+on the pretrained representation.  Two tree analogues are here:
+
+* :func:`clustered_tree` (the default start): k-means with as many clusters
+  as the tree is to have leaves, the clusters arranged top-down (each node
+  splits its clusters into the two groups that Ward's criterion puts
+  furthest apart, each small enough for the depth left), every routing
+  hyperplane the perpendicular bisector of its two groups' means, and the
+  leaves no cluster needs masked.  Each cluster gets a leaf of its own,
+  which a fixed-depth bisection cannot promise.
+* :func:`bisecting_hyperplanes`: split the representations top-down, every
+  node of a level at once, each split a 2-means (started along the node's
+  principal direction); all ``2**depth`` leaves stay, to be pruned during
+  training.
+
+Training then starts from a tree that already follows the structure of the
+representation, instead of from random hyperplanes that the tree loss would
+first impose on the representation.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.cluster import KMeans
 
-__all__ = ["bisecting_hyperplanes"]
+__all__ = ["bisecting_hyperplanes", "clustered_tree", "split_clusters"]
 
 #: Median absolute routing logit of a node's samples after initialisation (sigmoid(2) = 0.88).
 INIT_LOGIT = 2.0
+#: Routing logit inside a collapsed subtree: its one kept leaf gets sigmoid(6) = 0.9975 per level.
+COLLAPSED_LOGIT = 3 * INIT_LOGIT
+#: Up to this many clusters a node's split is found by trying every bipartition.
+EXHAUSTIVE_MAX = 16
 
 
 def _segment_mean(values, segment, n_segments, weights=None):
@@ -97,3 +113,118 @@ def bisecting_hyperplanes(h: torch.Tensor, depth: int, generator: torch.Generato
         bias[heap] = b * scale
         node = 2 * node + (~(logits >= 0)).long()
     return weight.float(), bias.float()
+
+
+def split_clusters(counts: np.ndarray, means: np.ndarray, capacity: int) -> np.ndarray:
+    """Split clusters into two groups of at most ``capacity`` clusters, as far apart as Ward's criterion goes.
+
+    The split maximises the between-group sum of squares
+    ``n_A * n_B / (n_A + n_B) * |mean_A - mean_B|**2`` of the samples.  Up
+    to :data:`EXHAUSTIVE_MAX` clusters every bipartition is tried (one
+    vectorised pass); more clusters are ordered along the principal
+    direction of their means and the best cut of that order is taken.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        Shape ``(k,)``, samples per cluster, ``k >= 2``.
+    means : numpy.ndarray
+        Shape ``(k, d)``, the cluster means.
+    capacity : int
+        Most clusters either group may hold (``2 * capacity >= k``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, shape ``(k,)``: True for the clusters of the first group.
+    """
+    k = len(counts)
+    if not 2 <= k <= 2 * capacity:
+        raise ValueError(f"cannot split {k} clusters into two groups of at most {capacity}.")
+    weighted = counts[:, None] * means
+    if k <= EXHAUSTIVE_MAX:
+        codes = np.arange(1, 2 ** (k - 1), dtype=np.int64)  # the last cluster is always in the second group
+        groups = ((codes[:, None] >> np.arange(k)) & 1).astype(bool)
+    else:
+        centre = weighted.sum(0) / counts.sum()
+        _, _, vt = np.linalg.svd(np.sqrt(counts)[:, None] * (means - centre), full_matrices=False)
+        order = np.argsort(means @ vt[0], kind="stable")
+        groups = np.zeros((k - 1, k), dtype=bool)
+        groups[np.arange(1, k)[:, None] > np.arange(k)[None, :]] = True  # row i: the first i + 1 of the order
+        groups = groups[:, np.argsort(order)]
+    size = groups.sum(1)
+    groups = groups[(size <= capacity) & (k - size <= capacity)]
+    n_first = groups @ counts
+    n_second = counts.sum() - n_first
+    first = (groups @ weighted) / n_first[:, None]
+    second = (weighted.sum(0) - groups @ weighted) / n_second[:, None]
+    between = n_first * n_second / (n_first + n_second) * ((first - second) ** 2).sum(1)
+    return groups[int(np.argmax(between))]
+
+
+def clustered_tree(h: torch.Tensor, depth: int, n_leaves: int, seed: int):
+    """Routing hyperplanes and a leaf mask from k-means clusters arranged into a tree.
+
+    k-means (``n_leaves`` clusters) on ``h`` gives the leaves; the clusters
+    are then divided top-down, each node's set into the two groups that
+    :func:`split_clusters` finds (each small enough for the depth left), and
+    a node's hyperplane is the perpendicular bisector of its two groups'
+    sample means.  A node that holds one cluster before the last level
+    becomes a collapsed subtree: its leftmost leaf is kept and the nodes
+    below route everything to it; the other leaves of the subtree are
+    masked.  The tree then starts with exactly ``n_leaves`` leaves, one per
+    cluster, and its upper levels follow how the clusters group.
+
+    Parameters
+    ----------
+    h : torch.Tensor
+        Shape ``(n, d)``, ``n >= n_leaves``: representations of (a sample
+        of) the training data.
+    depth : int
+        Depth of the tree.
+    n_leaves : int
+        Leaves to start with, ``1 <= n_leaves <= 2**depth``.
+    seed : int
+        Seeds k-means.
+
+    Returns
+    -------
+    weight : torch.Tensor
+        Shape ``(2**depth - 1, d)``, one row per internal node (heap order).
+    bias : torch.Tensor
+        Shape ``(2**depth - 1,)``; left is the side of the first group.
+    leaf_mask : torch.Tensor
+        Boolean, shape ``(2**depth,)``, with ``n_leaves`` True.
+    """
+    if not 1 <= n_leaves <= min(2**depth, len(h)):
+        raise ValueError(f"n_leaves must be in [1, {min(2**depth, len(h))}], got {n_leaves}.")
+    x = h.detach().double().cpu().numpy()
+    labels = KMeans(n_clusters=n_leaves, n_init=3, random_state=seed).fit_predict(x)
+    counts = np.bincount(labels, minlength=n_leaves).astype(np.float64)
+    means = np.zeros((n_leaves, x.shape[1]))
+    np.add.at(means, labels, x)
+    means /= np.maximum(counts, 1.0)[:, None]
+    weight = np.zeros((2**depth - 1, x.shape[1]))
+    bias = np.zeros(2**depth - 1)
+    leaf_mask = np.zeros(2**depth, dtype=bool)
+    # a loop over at most 2**depth - 1 nodes, once per fit: not a hot path
+    pending = [(0, 0, np.arange(n_leaves))]
+    while pending:
+        level, index, clusters = pending.pop()
+        if len(clusters) == 1:
+            leaf_mask[index * 2 ** (depth - level)] = True
+            for below in range(level, depth):  # route to the leftmost leaf of the subtree
+                bias[2**below - 1 + index * 2 ** (below - level)] = COLLAPSED_LOGIT
+            continue
+        first = split_clusters(counts[clusters], means[clusters], 2 ** (depth - level - 1))
+        group_means = [
+            (counts[g, None] * means[g]).sum(0) / counts[g].sum() for g in (clusters[first], clusters[~first])
+        ]
+        w = group_means[0] - group_means[1]
+        b = -w @ (group_means[0] + group_means[1]) / 2
+        logits = x[np.isin(labels, clusters)] @ w + b
+        scale = INIT_LOGIT / max(float(np.median(np.abs(logits))), 1e-12)
+        weight[2**level - 1 + index] = w * scale
+        bias[2**level - 1 + index] = b * scale
+        pending += [(level + 1, 2 * index, clusters[first]), (level + 1, 2 * index + 1, clusters[~first])]
+    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float(), torch.from_numpy(leaf_mask)

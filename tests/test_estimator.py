@@ -144,12 +144,23 @@ def test_prune_before_fit_is_an_error():
         CoHiClust().prune(2)
 
 
-def test_n_clusters_prunes_during_training(small_digits):
+def test_n_clusters_with_the_kmeans_start_trains_that_many_leaves_from_the_tree_phase_on(small_digits):
     images, _ = small_digits
     model = CoHiClust(depth=3, n_clusters=5, max_epochs=6, batch_size=64, random_state=0).fit(images)
     leaves = [entry["n_leaves"] for entry in model.history_]
-    assert leaves[0] == 8 and leaves == sorted(leaves, reverse=True)
-    assert leaves[-1] == 5
+    assert leaves == [8, 8, 8, 5, 5, 5]  # three warm-up epochs, then the k-means start masks 3 leaves
+    assert model.n_clusters_ == 5
+
+
+def test_n_clusters_with_the_bisecting_start_prunes_during_training(small_digits):
+    images, _ = small_digits
+    model = CoHiClust(
+        depth=3, n_clusters=5, max_epochs=10, batch_size=64, random_state=0, tree_init="bisect"
+    ).fit(images)
+    leaves = [entry["n_leaves"] for entry in model.history_]
+    assert leaves[:6] == [8] * 6  # five warm-up epochs and the first tree epoch keep every leaf
+    assert leaves == sorted(leaves, reverse=True) and leaves[-1] == 5
+    assert len(set(leaves)) > 2  # removed over more than one epoch
     assert model.n_clusters_ <= 5
 
 

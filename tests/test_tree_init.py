@@ -1,9 +1,14 @@
-"""The bisecting 2-means start of the tree head."""
+"""The data-dependent starts of the tree head: bisecting 2-means and k-means clusters in a tree."""
 
+import itertools
+
+import numpy as np
+import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score
 
 from skcohiclust import tree
-from skcohiclust.tree_init import INIT_LOGIT, bisecting_hyperplanes
+from skcohiclust.tree_init import INIT_LOGIT, bisecting_hyperplanes, clustered_tree, split_clusters
 
 
 def _blobs(n_per, centres, seed=0):
@@ -36,3 +41,71 @@ def test_deep_trees_with_empty_nodes_stay_finite_and_repeatable():
     assert a[0].shape == (63, 8) and a[1].shape == (63,)
     assert torch.isfinite(a[0]).all() and torch.isfinite(a[1]).all()
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def _between(counts, means, first):
+    n_a, n_b = counts[first].sum(), counts[~first].sum()
+    mean_a = (counts[first, None] * means[first]).sum(0) / n_a
+    mean_b = (counts[~first, None] * means[~first]).sum(0) / n_b
+    return n_a * n_b / (n_a + n_b) * ((mean_a - mean_b) ** 2).sum()
+
+
+@pytest.mark.parametrize("k, capacity", [(2, 1), (3, 2), (5, 3), (7, 4), (9, 8)])
+def test_split_clusters_finds_the_best_bipartition_within_capacity(k, capacity):
+    rng = np.random.default_rng(k)
+    counts = rng.integers(1, 60, k).astype(float)
+    means = rng.normal(size=(k, 3))
+    first = split_clusters(counts, means, capacity)
+    assert 1 <= first.sum() <= capacity and k - first.sum() <= capacity
+    best = max(
+        _between(counts, means, np.array(bits, dtype=bool))
+        for bits in itertools.product((False, True), repeat=k)
+        if 0 < sum(bits) <= capacity and k - sum(bits) <= capacity
+    )
+    assert np.isclose(_between(counts, means, first), best)
+
+
+def test_split_clusters_of_many_clusters_cuts_along_their_spread_within_capacity():
+    rng = np.random.default_rng(0)
+    means = np.concatenate([rng.normal(-5.0, 0.1, (12, 4)), rng.normal(5.0, 0.1, (18, 4))])
+    counts = np.full(30, 10.0)
+    first = split_clusters(counts, means, 16)  # more clusters than the exhaustive search takes
+    assert first.sum() in (14, 16)  # no group over 16: the 18 far ones cannot all stay together
+    assert set(first[:12]) == {bool(first[0])}  # the 12 near ones stay together
+    with pytest.raises(ValueError, match="at most 4"):
+        split_clusters(np.ones(9), rng.normal(size=(9, 2)), 4)
+
+
+def _route(h, weight, bias, mask, depth):
+    leaf = tree.leaf_probabilities(torch.sigmoid(h @ weight.T + bias), depth)
+    return tree.masked_leaf_probabilities(leaf[:, mask], torch.ones(int(mask.sum()), dtype=torch.bool))
+
+
+def test_clustered_tree_gives_each_blob_its_own_leaf_and_masks_the_rest():
+    centres = [[8.0, 0.0], [-8.0, 0.0], [0.0, 8.0], [0.0, -8.0], [8.0, 8.0]]
+    h = _blobs(40, centres, seed=3)
+    weight, bias, mask = clustered_tree(h, 3, 5, seed=0)
+    assert mask.dtype == torch.bool and int(mask.sum()) == 5
+    proba = _route(h, weight, bias, mask, 3)
+    assert torch.allclose(proba.sum(1), torch.ones(len(h)))
+    blobs = np.repeat(np.arange(5), 40)
+    assert adjusted_rand_score(blobs, proba.argmax(1).numpy()) == 1.0
+    # a leaf that stands for a whole subtree gets nearly all of its mass: little is left on masked leaves
+    raw = tree.leaf_probabilities(torch.sigmoid(h @ weight.T + bias), 3)
+    assert raw[:, ~mask].sum(1).max() < 0.01
+    linkage = tree.linkage_from_leaf_mask(mask.numpy(), 3)
+    assert linkage.shape == (4, 4)
+
+
+def test_clustered_tree_edge_sizes():
+    h = _blobs(10, [[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0], [0.0, -3.0]], seed=4)
+    weight, bias, mask = clustered_tree(h, 2, 4, seed=0)  # every leaf used
+    assert mask.all()
+    weight, bias, mask = clustered_tree(h, 2, 1, seed=0)  # one cluster: everything to one leaf
+    assert int(mask.sum()) == 1
+    assert torch.allclose(_route(h, weight, bias, mask, 2), torch.ones(len(h), 1))
+    with pytest.raises(ValueError, match="n_leaves"):
+        clustered_tree(h, 2, 5, seed=0)
+    a = clustered_tree(h, 3, 5, seed=1)
+    b = clustered_tree(h, 3, 5, seed=1)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
