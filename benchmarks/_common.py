@@ -133,6 +133,17 @@ def write_json(path, data) -> Path:
     return path
 
 
+def append_json_line(name: str, row: dict) -> Path:
+    """Print ``row`` as one JSON line and append it to ``results/<name>`` (a tuning log)."""
+    line = json.dumps(row, default=_to_builtin)
+    print(line)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / name
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+    return path
+
+
 def read_json(path, default=None):
     """The parsed content of ``path``, or ``default`` when it does not exist."""
     path = Path(path)

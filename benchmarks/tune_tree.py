@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS_DIR
+from _common import append_json_line
 from quality import load_dataset
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
@@ -149,10 +149,7 @@ def main(argv=None) -> dict | None:
         **tree_scores(y, model.labels_, model.tree_),
         "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in model.history_],
     }
-    print(json.dumps(row))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_DIR / "tuning-tree.jsonl", "a") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_json_line("tuning-tree.jsonl", row)
     return row
 
 

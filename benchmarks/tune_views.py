@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS_DIR
+from _common import append_json_line
 from quality import load_dataset
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
@@ -107,10 +107,7 @@ def main(argv=None) -> dict:
         "rep_acc": round(cluster_accuracy(y, rep), 4),
         "rep_nmi": round(normalized_mutual_info_score(y, rep), 4),
     }
-    print(json.dumps(row))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_DIR / "tuning-views.jsonl", "a") as handle:
-        handle.write(json.dumps(row) + "\n")
+    append_json_line("tuning-views.jsonl", row)
     return row
 
 

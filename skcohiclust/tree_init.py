@@ -22,10 +22,13 @@ first impose on the representation.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 __all__ = ["bisecting_hyperplanes", "clustered_tree", "split_clusters"]
 
@@ -194,16 +197,22 @@ def clustered_tree(h: torch.Tensor, depth: int, n_leaves: int, seed: int):
     bias : torch.Tensor
         Shape ``(2**depth - 1,)``; left is the side of the first group.
     leaf_mask : torch.Tensor
-        Boolean, shape ``(2**depth,)``, with ``n_leaves`` True.
+        Boolean, shape ``(2**depth,)``, with ``n_leaves`` True (fewer only
+        when ``h`` has fewer distinct rows: empty clusters get no leaf).
     """
     if not 1 <= n_leaves <= min(2**depth, len(h)):
         raise ValueError(f"n_leaves must be in [1, {min(2**depth, len(h))}], got {n_leaves}.")
     x = h.detach().double().cpu().numpy()
-    labels = KMeans(n_clusters=n_leaves, n_init=3, random_state=seed).fit_predict(x)
+    with warnings.catch_warnings():
+        # fewer distinct rows than clusters: k-means then leaves clusters empty, dropped just below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(n_clusters=n_leaves, n_init=3, random_state=seed).fit_predict(x)
+    _, labels = np.unique(labels, return_inverse=True)
+    n_leaves = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=n_leaves).astype(np.float64)
     means = np.zeros((n_leaves, x.shape[1]))
     np.add.at(means, labels, x)
-    means /= np.maximum(counts, 1.0)[:, None]
+    means /= counts[:, None]
     weight = np.zeros((2**depth - 1, x.shape[1]))
     bias = np.zeros(2**depth - 1)
     leaf_mask = np.zeros(2**depth, dtype=bool)

@@ -12,7 +12,7 @@ from torch import nn
 
 from skcohiclust import Callback, CoHiClust, EarlyStopping
 
-#: Small, quick and pruning (4 leaves -> 3 during training).
+#: Small, quick, and fewer leaves kept than the tree has (4 -> 3 when the tree phase starts).
 PARAMS = dict(depth=2, n_clusters=3, batch_size=64, backbone="mlp", random_state=0)
 #: No pruning and a fixed warm-up: the first k epochs of any run are the same.
 PLAIN = dict(PARAMS, n_clusters=None, warmup_epochs=1)
@@ -109,6 +109,7 @@ def test_a_callback_returning_true_stops_training(X):
     model.fit(X)
     assert len(model.history_) == 2 and others == [1, 2]  # all callbacks still see the last epoch
     assert model.predict(X).shape == (len(X),)
+    assert model.n_clusters_ <= 3  # stopped in the warm-up: the leaves beyond n_clusters are pruned at the end
 
 
 def test_a_callback_of_the_wrong_type_is_refused(X):

@@ -109,3 +109,12 @@ def test_clustered_tree_edge_sizes():
     a = clustered_tree(h, 3, 5, seed=1)
     b = clustered_tree(h, 3, 5, seed=1)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_clustered_tree_with_fewer_distinct_rows_than_leaves_gives_finite_hyperplanes(recwarn):
+    h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]).repeat(10, 1)
+    weight, bias, mask = clustered_tree(h, 3, 6, seed=0)
+    assert int(mask.sum()) == 3  # one leaf per distinct row, none for the empty clusters
+    assert torch.isfinite(weight).all() and torch.isfinite(bias).all()
+    assert adjusted_rand_score(np.tile(np.arange(3), 10), _route(h, weight, bias, mask, 3).argmax(1).numpy()) == 1.0
+    assert not recwarn.list
