@@ -143,6 +143,7 @@ def main(argv=None) -> dict | None:
     row = {
         "name": args.name,
         "changes": changes,
+        "tree_init": model.tree_init,
         "max_epochs": args.max_epochs,
         "tree_phase_seconds": round(seconds, 1),
         "threads": args.threads,

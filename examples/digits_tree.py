@@ -1,6 +1,6 @@
 """The tree CoHiClust learns on handwritten digits, with typical images at its leaves.
 
-Fits a depth-4 tree pruned to at most 10 leaves on scikit-learn's 1,797 real
+Fits a depth-4 tree with at most 10 leaves on scikit-learn's 1,797 real
 8x8 digits, prints how well the leaves and the tree match the digit classes
 (accuracy, NMI, leaf and dendrogram purity) and the cluster sizes at every
 level, and draws the tree with the five most typical digits of every leaf

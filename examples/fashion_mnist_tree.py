@@ -1,6 +1,6 @@
 """The tree CoHiClust learns on Fashion-MNIST, with typical images at its leaves.
 
-Fits a depth-4 tree pruned to at most 10 leaves on a subset of the real
+Fits a depth-4 tree with at most 10 leaves on a subset of the real
 Fashion-MNIST images (28x28 grey clothes; by default the first 5,000 of the
 10,000 test images and 30 epochs, about 6 minutes on two CPU cores: a quick
 look, not the paper's result, which trains on all 70,000 images for many more
