@@ -19,7 +19,8 @@ with one torch thread and scores two things against the true classes:
 automatic choice (as the estimator's dict form does); ``--full-views`` makes
 the JSON the complete set of fields instead.  ``--pool P`` replaces the
 default CNN's global average pooling by a ``P x P`` average pooling (keeping
-coarse layout).  A JSON line per experiment is printed and appended to
+coarse layout); ``--set name=value`` sets any other estimator parameter
+(a Python literal).  A JSON line per experiment is printed and appended to
 ``benchmarks/results/tuning-views.jsonl``; the "Tuning" section of
 BENCHMARKS.md quotes them.
 """
@@ -27,6 +28,7 @@ BENCHMARKS.md quotes them.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import time
 
@@ -72,7 +74,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--augmentation", default="auto")
     parser.add_argument("--full-views", action="store_true")
     parser.add_argument("--pool", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], help="another estimator parameter, name=value")
     args = parser.parse_args(argv)
+    changes = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(1)
 
     X, y, _ = load_dataset(args.dataset, args.limit)
@@ -83,6 +87,7 @@ def main(argv=None) -> dict:
         random_state=args.seed,
         augmentation=views(args.augmentation, args.full_views),
         backbone=backbone(args.pool),
+        **changes,
     )
     start = time.perf_counter()
     model.fit(X)
@@ -99,6 +104,8 @@ def main(argv=None) -> dict:
         "augmentation": args.augmentation,
         "full_views": args.full_views,
         "pool": args.pool,
+        "changes": changes,
+        "tree_init": model.tree_init,
         "fit_seconds": round(seconds, 1),
         "tree_acc": round(cluster_accuracy(y, model.labels_), 4),
         "tree_nmi": round(normalized_mutual_info_score(y, model.labels_), 4),
