@@ -26,7 +26,6 @@ JSON line per experiment is printed and appended to
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import pickle
 import time
@@ -34,37 +33,15 @@ import time
 import numpy as np
 import torch
 from _common import append_json_line
+from _tuning import parse_settings, representation_scores, tree_scores
 from quality import load_dataset
-from sklearn.cluster import KMeans
-from sklearn.metrics import normalized_mutual_info_score
 
 from skcohiclust import CoHiClust
 from skcohiclust import tree as tree_math
 from skcohiclust.callbacks import Callback
-from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 
 DEPTH = 4
 N_EVAL = 10_000
-
-
-def tree_scores(y, labels, linkage) -> dict:
-    """ACC, NMI, DP and LP of a tree's leaves."""
-    return {
-        "acc": round(cluster_accuracy(y, labels), 4),
-        "nmi": round(normalized_mutual_info_score(y, labels), 4),
-        "dp": round(dendrogram_purity(y, labels, linkage), 4),
-        "lp": round(leaf_purity(y, labels), 4),
-    }
-
-
-def representation_scores(y, Z) -> dict:
-    """ACC and NMI of k-means (10 clusters) on the L2-normalised representation."""
-    Z = Z / np.linalg.norm(Z, axis=1, keepdims=True)
-    labels = KMeans(n_clusters=10, n_init=3, random_state=0).fit_predict(Z)
-    return {
-        "rep_acc": round(cluster_accuracy(y, labels), 4),
-        "rep_nmi": round(normalized_mutual_info_score(y, labels), 4),
-    }
 
 
 class Probe(Callback):
@@ -83,15 +60,10 @@ class Probe(Callback):
         h = torch.cat([o.representation for o in outs]).float().numpy()
         leaf = tree_math.leaf_probabilities(torch.cat([o.left_prob for o in outs]).float(), DEPTH)
         mask = tree_math.drop_empty_leaves(leaf, network.leaf_mask.cpu())
-        proba = tree_math.masked_leaf_probabilities(leaf[:, mask], torch.ones(int(mask.sum()), dtype=torch.bool))
-        labels = proba.argmax(dim=1).numpy()
-        leaf_mass = np.zeros(2**DEPTH)
-        leaf_mass[mask.numpy()] = proba.double().mean(dim=0).numpy()
-        node_mass = np.concatenate([leaf_mass.reshape(2**lv, -1).sum(axis=1) for lv in range(1, DEPTH + 1)])
-        linkage = tree_math.linkage_from_leaf_mask(mask.numpy(), DEPTH, node_mass)
+        labels, _, linkage = tree_math.tree_of_active_leaves(leaf[:, mask], mask.numpy(), DEPTH)
         entry = history[-1]
         entry.update(tree_scores(self.y, labels, linkage))
-        entry.update(representation_scores(self.y, h))
+        entry.update(representation_scores(self.y, h, n_init=3))
         entry["used_leaves"] = int(mask.sum())
         print(
             json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}), flush=True
@@ -126,10 +98,7 @@ def main(argv=None) -> dict | None:
 
     with open(args.start, "rb") as handle:
         model = pickle.load(handle)
-    changes = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        changes[key] = ast.literal_eval(value)
+    changes = parse_settings(args.set)
     settings = {"n_clusters": 10, "max_epochs": args.max_epochs, "callbacks": [Probe(X[eval_rows], y[eval_rows])]}
     model.set_params(**{**settings, **changes})
     start = time.perf_counter()

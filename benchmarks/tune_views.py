@@ -28,20 +28,16 @@ BENCHMARKS.md quotes them.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import time
 
-import numpy as np
 import torch
 from _common import append_json_line
+from _tuning import parse_settings, representation_scores, tree_scores
 from quality import load_dataset
-from sklearn.cluster import KMeans
-from sklearn.metrics import normalized_mutual_info_score
 
 from skcohiclust import CoHiClust
 from skcohiclust.augment import IMAGE_PRESETS, ImageAugmentation
-from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 from skcohiclust.networks import SmallCNN
 
 
@@ -76,7 +72,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--pool", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], help="another estimator parameter, name=value")
     args = parser.parse_args(argv)
-    changes = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
+    changes = parse_settings(args.set)
     torch.set_num_threads(1)
 
     X, y, _ = load_dataset(args.dataset, args.limit)
@@ -92,9 +88,6 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
-    Z = model.transform(X)
-    Z = Z / np.linalg.norm(Z, axis=1, keepdims=True)
-    rep = KMeans(n_clusters=10, n_init=5, random_state=0).fit_predict(Z)
     row = {
         "name": args.name,
         "dataset": args.dataset,
@@ -107,12 +100,8 @@ def main(argv=None) -> dict:
         "changes": changes,
         "tree_init": model.tree_init,
         "fit_seconds": round(seconds, 1),
-        "tree_acc": round(cluster_accuracy(y, model.labels_), 4),
-        "tree_nmi": round(normalized_mutual_info_score(y, model.labels_), 4),
-        "tree_dp": round(dendrogram_purity(y, model.labels_, model.tree_), 4),
-        "tree_lp": round(leaf_purity(y, model.labels_), 4),
-        "rep_acc": round(cluster_accuracy(y, rep), 4),
-        "rep_nmi": round(normalized_mutual_info_score(y, rep), 4),
+        **{f"tree_{key}": value for key, value in tree_scores(y, model.labels_, model.tree_).items()},
+        **representation_scores(y, model.transform(X), n_init=5),
     }
     append_json_line("tuning-views.jsonl", row)
     return row

@@ -488,16 +488,11 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         self._refresh_tree(mask, active)
 
     def _refresh_tree(self, mask: torch.Tensor, active_prob: torch.Tensor) -> None:
-        proba = tree_math.masked_leaf_probabilities(active_prob, torch.ones(active_prob.shape[1], dtype=torch.bool))
         self.leaves_ = np.flatnonzero(mask.numpy())
         self.n_clusters_ = len(self.leaves_)
-        self.labels_ = proba.argmax(dim=1).numpy()
-        leaf_mass = np.zeros(2**self.depth)
-        leaf_mass[self.leaves_] = proba.double().mean(dim=0).numpy()
-        self.node_mass_ = np.concatenate(
-            [leaf_mass.reshape(2**level, -1).sum(axis=1) for level in range(1, self.depth + 1)]
+        self.labels_, self.node_mass_, self.tree_ = tree_math.tree_of_active_leaves(
+            active_prob, mask.numpy(), self.depth
         )
-        self.tree_ = tree_math.linkage_from_leaf_mask(mask.numpy(), self.depth, self.node_mass_)
 
     def prune(self, n_clusters):
         """Cut the fitted tree to ``n_clusters`` leaves without retraining.

@@ -356,7 +356,7 @@ class Trainer:
                 ]
             )
             if self.config.tree_init == "kmeans":
-                n_leaves = max(1, min(self.config.n_leaves, len(rows)))
+                n_leaves = min(self.config.n_leaves, len(rows))
                 weight, bias, leaf_mask = clustered_tree(h, self.config.depth, n_leaves, self.seed + 3)
                 self.network.leaf_mask.copy_(leaf_mask.to(self.network.leaf_mask.device))
             else:

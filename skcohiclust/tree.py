@@ -32,6 +32,7 @@ __all__ = [
     "drop_empty_leaves",
     "level_cut_height",
     "linkage_from_leaf_mask",
+    "tree_of_active_leaves",
 ]
 
 
@@ -367,3 +368,34 @@ def linkage_from_leaf_mask(leaf_mask, depth: int, node_mass=None) -> np.ndarray:
         a, b = resolve(a), resolve(b)
         linkage[i] = (a, b, height, count)  # left subtree first: dendrogram draws the tree's own order
     return linkage
+
+
+def tree_of_active_leaves(active_prob: torch.Tensor, leaf_mask, depth: int):
+    """The hard clusters, node masses and linkage of a tree from its active leaves' probabilities.
+
+    Parameters
+    ----------
+    active_prob : torch.Tensor
+        Shape ``(n, k)``: raw probabilities of the ``k`` active leaves (the
+        columns of ``leaf_mask``, left to right); renormalised here.
+    leaf_mask : array-like of bool, shape (2**depth,)
+        Active leaves, ``k`` of them.
+    depth : int
+        Depth of the tree.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        Most probable active leaf of every sample, ``0..k-1``.
+    node_mass : numpy.ndarray
+        Mean renormalised probability of every node of levels ``1..depth``
+        (level-major).
+    linkage : numpy.ndarray
+        :func:`linkage_from_leaf_mask` of the tree, ordered by ``node_mass``.
+    """
+    leaf_mask = np.asarray(leaf_mask, dtype=bool)
+    proba = masked_leaf_probabilities(active_prob, torch.ones(active_prob.shape[1], dtype=torch.bool))
+    leaf_mass = np.zeros(2**depth)
+    leaf_mass[leaf_mask] = proba.double().mean(dim=0).numpy()
+    node_mass = np.concatenate([leaf_mass.reshape(2**level, -1).sum(axis=1) for level in range(1, depth + 1)])
+    return proba.argmax(dim=1).numpy(), node_mass, linkage_from_leaf_mask(leaf_mask, depth, node_mass)

@@ -208,11 +208,9 @@ def clustered_tree(h: torch.Tensor, depth: int, n_leaves: int, seed: int):
         warnings.simplefilter("ignore", ConvergenceWarning)
         labels = KMeans(n_clusters=n_leaves, n_init=3, random_state=seed).fit_predict(x)
     _, labels = np.unique(labels, return_inverse=True)
+    labels = labels.reshape(-1)
     n_leaves = int(labels.max()) + 1
-    counts = np.bincount(labels, minlength=n_leaves).astype(np.float64)
-    means = np.zeros((n_leaves, x.shape[1]))
-    np.add.at(means, labels, x)
-    means /= counts[:, None]
+    means, counts = (t.numpy() for t in _segment_mean(torch.from_numpy(x), torch.from_numpy(labels), n_leaves))
     weight = np.zeros((2**depth - 1, x.shape[1]))
     bias = np.zeros(2**depth - 1)
     leaf_mask = np.zeros(2**depth, dtype=bool)

@@ -159,3 +159,19 @@ def test_linkage_of_full_depth_two_tree():
     Z = tree.linkage_from_leaf_mask(np.ones(4, dtype=bool), 2)
     # leaves 0,1 merge at level 1 (height 1), leaves 2,3 at level 1 (height 1.25), then the root (height 2)
     np.testing.assert_array_equal(Z, [[0, 1, 1.0, 2], [2, 3, 1.25, 2], [4, 5, 2.0, 4]])
+
+
+def test_tree_of_active_leaves_gives_argmax_labels_level_masses_and_a_valid_linkage():
+    depth = 3
+    mask = np.array([True, False, True, True, False, False, True, True])
+    active = torch.rand(50, int(mask.sum()), generator=torch.Generator().manual_seed(0))
+    labels, node_mass, linkage = tree.tree_of_active_leaves(active, mask, depth)
+    proba = active / active.sum(1, keepdim=True)
+    np.testing.assert_array_equal(labels, proba.argmax(1).numpy())
+    for level in range(1, depth + 1):
+        assert node_mass[tree.level_slice(level)].sum() == pytest.approx(1.0)
+    leaf_mass = node_mass[tree.level_slice(depth)]
+    np.testing.assert_allclose(leaf_mass[mask], proba.double().mean(0).numpy())
+    assert (leaf_mass[~mask] == 0).all()
+    assert is_valid_linkage(linkage) and linkage.shape == (int(mask.sum()) - 1, 4)
+    np.testing.assert_array_equal(linkage, tree.linkage_from_leaf_mask(mask, depth, node_mass))
