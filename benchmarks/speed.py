@@ -45,6 +45,14 @@ The items
 ``depth``
     Training step time at depth 2, 4, 6, 8, 10 relative to depth 4.  Bar:
     depth 8 costs at most 1.25x depth 4.
+``precision``
+    Images per second of the full training step (as ``step``) in four
+    configurations, interleaved: float32 with the images in the usual
+    (channels-first) memory order, as before 0.1.1; float32 channels-last;
+    bfloat16 autocast channels-first; bfloat16 autocast channels-last (the
+    default where the device runs bfloat16 natively), each as a speed-up
+    over the first.  Skipped (recorded as such) on a device without native
+    bfloat16.
 ``single-thread``
     The ``tree`` (B=512, D=4), ``step`` and ``augment`` ratios again with one
     torch thread (CPU only).  On a CPU other processes keep busy, every
@@ -109,10 +117,10 @@ from skcohiclust._data import BatchSource, infer_input_spec, input_statistics  #
 from skcohiclust.augment import resolve_augmentation  # noqa: E402
 from skcohiclust.losses import balance_regularizer, hierarchical_contrastive_loss, tree_batch_statistics  # noqa: E402
 from skcohiclust.networks import build_network  # noqa: E402
-from skcohiclust.training import Trainer, TrainingConfig  # noqa: E402
+from skcohiclust.training import Trainer, TrainingConfig, native_bfloat16  # noqa: E402
 from skcohiclust.tree import node_active_mask, node_probabilities  # noqa: E402
 
-ITEMS = ("tree", "step", "augment", "depth", "single-thread", "memory")
+ITEMS = ("tree", "step", "precision", "augment", "depth", "single-thread", "memory")
 BATCH = 256
 IMAGE_SHAPE = (1, 28, 28)
 GIB = 2**30
@@ -135,6 +143,7 @@ SETTINGS = {
         step_per_round=1,
         depths=(2, 4, 6, 8, 10),
         depth_rounds=4,
+        precision_rounds=8,
         augment_rounds=3,
         augment_batches=8,
         augment_budget_s=4.0,
@@ -157,6 +166,7 @@ SETTINGS = {
         step_per_round=1,
         depths=(4, 8),
         depth_rounds=2,
+        precision_rounds=2,
         augment_rounds=2,
         augment_batches=3,
         augment_budget_s=1.5,
@@ -496,11 +506,11 @@ def make_backbone_limit(trainer, device, mixed_precision):
     x = trainer.source.take(np.arange(BATCH))
     with torch.no_grad():
         views = network.prepare(torch.cat(trainer._views(x)))
-    autocast = mixed_precision and device.type == "cuda"
+    autocast = mixed_precision and native_bfloat16(device)
 
     def limit():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             h = backbone(views)
         h.float().sum().backward()
         optimizer.step()
@@ -535,6 +545,44 @@ def bench_step(X, device, mixed_precision, settings, log):
         f"{100 * result['fraction_of_limit']:.1f}% of the limit ({len(times['step'])} + {len(times['limit'])} interleaved)"
     )
     return result
+
+
+#: The ``precision`` item's configurations: name -> (bfloat16 autocast, channels-last images).
+PRECISIONS = {
+    "float32, channels-first": (False, False),
+    "float32, channels-last": (False, True),
+    "bfloat16, channels-first": (True, False),
+    "bfloat16, channels-last": (True, True),
+}
+
+
+def bench_precision(X, device, settings, log):
+    """Item ``precision``: training steps in float32 / bfloat16, channels-first / -last, interleaved."""
+    if not native_bfloat16(device):
+        log("  skipped: no native bfloat16 on this device")
+        return {"skipped": "no native bfloat16 on this device"}
+    tasks = {}
+    for name, (bfloat16, channels_last) in PRECISIONS.items():
+        trainer, step = make_trainer(X, 4, device, bfloat16)
+        if not channels_last:
+            trainer.network.channels_last = False
+            trainer.network.backbone.to(memory_format=torch.contiguous_format)
+        tasks[name] = step
+    times = interleaved_times(tasks, settings["precision_rounds"], {k: 1 for k in tasks}, device, 2)
+    base = "float32, channels-first"
+    rows = [
+        {
+            "configuration": name,
+            "step_s": _median(times[name]),
+            "images_per_s": BATCH / _median(times[name]),
+            "speedup": _paired_ratio(times[base], times[name]),
+        }
+        for name in PRECISIONS
+    ]
+    for r in rows:
+        log(f"  {r['configuration']}: {r['images_per_s']:.0f} img/s, {r['speedup']:.2f}x")
+    return {"batch": BATCH, "depth": 4, "rows": rows, "times_s": times,
+            "default_vs_float32": rows[-1]["speedup"]}
 
 
 def _per_round(times, per_round):
@@ -989,6 +1037,7 @@ def headline(results: dict) -> dict:
         "step_vs_backbone_limit": step.get("fraction_of_limit"),
         "augment_vs_dataloader": aug.get("ours_vs_best_torchvision"),
         "depth8_vs_depth4": depth.get("depth8_vs_depth4"),
+        "bfloat16_channels_last_vs_float32": results.get("precision", {}).get("default_vs_float32"),
         "fit_fmnist_peak_rss_gib": fit.get("fit_peak_rss_gib"),
         "predict_rows_per_s": fit.get("predict_rows_per_s"),
         "tree_loss_speedup_b512_d4_1thread": single.get("tree_loss_speedup_b512_d4"),
@@ -1034,6 +1083,12 @@ def summary_rows(results: dict):
         rows.append(["… the same with 1 torch thread", f"≥ {100 * BAR_STEP_FRACTION:.0f}%",
                      f"{100 * s1:.1f}% ({st['step_images_per_s']:.0f} vs {st['limit_images_per_s']:.0f} img/s)",
                      _met(s1, lambda v: v >= BAR_STEP_FRACTION), "the rest of the step " + _overhead(st)])
+    precision = results.get("precision", {})
+    if precision.get("rows"):
+        first, last = precision["rows"][0], precision["rows"][-1]
+        rows.append(["Training step: bfloat16 autocast + channels-last (default here) vs float32 channels-first",
+                     "report", f"{last['speedup']:.2f}× ({last['images_per_s']:.0f} vs {first['images_per_s']:.0f} img/s)",
+                     "–", "oneDNN's bfloat16 and channels-last convolutions (AVX512-BF16); see the table below"])
     a = h["augment_vs_dataloader"]
     measured = "–" if a is None else (
         f"{a:.1f}× ({aug['images_per_s']['ours']:.0f} vs {aug['images_per_s'][aug['best_torchvision']]:.0f} img/s, "
@@ -1144,6 +1199,14 @@ def markdown_section(results, command):
             f"{a['regularizer']['ratio_ours_over_reference']:.6f}, gradient max |Δ| = "
             f"{a['regularizer_grad_max_abs_diff']:.1e}. `tests/test_reference_loss.py` checks both in float64."
         ), ""]
+    precision = results.get("precision", {})
+    if precision.get("rows"):
+        lines += ["Training step (batch 256, depth 4, default CNN, 28×28) by precision and memory order "
+                  "(interleaved, median; speed-up: median over rounds of the paired ratio):", ""]
+        lines.append(markdown_table(["configuration", "step (s)", "images/s", "speed-up"],
+                                    [[r["configuration"], f"{r['step_s']:.3f}", f"{r['images_per_s']:.0f}",
+                                      f"{r['speedup']:.2f}×"] for r in precision["rows"]]))
+        lines.append("")
     depth = results.get("depth")
     if depth:
         lines += ["Training step time by depth (interleaved, median):", ""]
@@ -1218,7 +1281,7 @@ def main(argv=None):
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for, but CUDA is not available here.")
-    mixed = device.type == "cuda"
+    mixed = native_bfloat16(device)  # the estimator's default (mixed_precision=True) on this device
     settings = dict(SETTINGS["quick" if args.quick else "full"])
     if args.fit_batches is not None:
         settings["fit_batches"] = args.fit_batches
@@ -1253,6 +1316,8 @@ def main(argv=None):
             out = bench_tree(device, settings, log)
         elif item == "step":
             out = bench_step(X, device, mixed, settings, log)
+        elif item == "precision":
+            out = bench_precision(X, device, settings, log)
         elif item == "augment":
             out = bench_augment(X, device, settings, log)
         elif item == "depth":

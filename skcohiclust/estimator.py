@@ -106,7 +106,12 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when it is available, else the CPU.
     mixed_precision : bool, default=True
-        bfloat16 autocast on CUDA (ignored on the CPU).
+        bfloat16 autocast for the training steps where the device runs
+        bfloat16 natively: CUDA GPUs, and CPUs with AVX512-BF16 or AMX
+        (with the built-in CNN and ResNets, whose convolutions also run
+        channels-last, training steps are then about twice as fast on such
+        a CPU; see benchmarks/BENCHMARKS.md).  Ignored elsewhere.  The losses
+        and prediction are always computed in float32.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and augmentation.  With an int, CPU
         runs are repeatable.

@@ -233,11 +233,26 @@ class CoHiClustNetwork(nn.Module):
     input_size : tuple of int or None
         For images, the spatial size the backbone sees; smaller or larger
         inputs are resized bilinearly.
+    channels_last : bool, default=False
+        Feed images to the backbone in channels-last memory order (the
+        built-in convolutional backbones, whose weights are stored that way
+        too: oneDNN and cuDNN run such convolutions faster).
     """
 
-    def __init__(self, backbone, representation_dim, depth, projection_dim, input_mean, input_std, input_size=None):
+    def __init__(
+        self,
+        backbone,
+        representation_dim,
+        depth,
+        projection_dim,
+        input_mean,
+        input_std,
+        input_size=None,
+        channels_last=False,
+    ):
         super().__init__()
         self.backbone = backbone
+        self.channels_last = bool(channels_last)
         self.projection_head = ProjectionHead(representation_dim, projection_dim)
         self.tree_head = TreeHead(representation_dim, depth)
         self.depth = depth
@@ -267,7 +282,10 @@ class CoHiClustNetwork(nn.Module):
         -------
         NetworkOutput
         """
-        h = self.backbone(self.prepare(x))
+        x = self.prepare(x)
+        if getattr(self, "channels_last", False) and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.backbone(x)
         z = self.projection_head(h) if with_projection else None
         return NetworkOutput(h, z, self.tree_head(h))
 
@@ -363,5 +381,8 @@ def build_network(
             module = resnet_backbone(name, input_shape[0])
     example = torch.zeros((2, *input_shape)) if input_size is None else torch.zeros((2, input_shape[0], *input_size))
     dim = _representation_dim(module, example)
-    network = CoHiClustNetwork(module, dim, depth, projection_dim, input_mean, input_std, input_size)
+    channels_last = name in ("cnn", "resnet18", "resnet34", "resnet50")
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    network = CoHiClustNetwork(module, dim, depth, projection_dim, input_mean, input_std, input_size, channels_last)
     return network, name

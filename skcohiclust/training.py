@@ -37,6 +37,7 @@ __all__ = [
     "Trainer",
     "TrainingState",
     "pruning_schedule",
+    "native_bfloat16",
     "data_fingerprint",
     "run_metadata",
     "CHECKPOINT_NAME",
@@ -69,7 +70,8 @@ class TrainingConfig:
     lr, weight_decay, temperature : float
         Adam's settings and NT-Xent's temperature.
     mixed_precision : bool
-        bfloat16 autocast for the network (CUDA).
+        bfloat16 autocast for the network's training steps, where the
+        device runs bfloat16 natively (see :func:`native_bfloat16`).
     verbose : int
         0 silent; 1 a progress bar per epoch.
     checkpoint_every : int
@@ -95,6 +97,30 @@ class TrainingConfig:
     verbose: int = 0
     checkpoint_every: int = 1
     tree_init: str = "kmeans"
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (so autocast to it pays).
+
+    CUDA GPUs that support bfloat16, and CPUs with AVX512-BF16 or AMX
+    instructions.  On other CPUs bfloat16 is emulated and slower than
+    float32, so mixed precision is left off there.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    bool
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # private helpers of torch.cpu (present since torch 2.3); absent means unknown, so no
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
 
 
 def pruning_schedule(n_remove: int, start: int, stop: int) -> np.ndarray:
@@ -308,8 +334,8 @@ class Trainer:
         return aug(x, self.view_generator, mean, std), aug(x, self.view_generator, mean, std)
 
     def _autocast(self):
-        if self.config.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.config.mixed_precision and native_bfloat16(self.device):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def step(self, x, tree_phase: bool, node_mask):
@@ -319,7 +345,8 @@ class Trainer:
         v1, v2 = self._views(x)
         with self._autocast():
             out = self.network(torch.cat((v1, v2)))
-        instance = nt_xent(out.projection[:batch], out.projection[batch:], self.config.temperature)
+        projection = out.projection.float()  # the loss in float32 whatever the network ran in
+        instance = nt_xent(projection[:batch], projection[batch:], self.config.temperature)
         loss = instance
         tree = reg = instance.new_zeros(())
         nodes = node_probabilities(out.left_prob.float(), depth)
