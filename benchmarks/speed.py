@@ -48,7 +48,8 @@ The items
 ``precision``
     Images per second of the full training step (as ``step``) in four
     configurations, interleaved: float32 with the images in the usual
-    (channels-first) memory order, as before 0.1.1; float32 channels-last;
+    (channels-first) memory order, the only path before channels-last and
+    bfloat16 were added; float32 channels-last;
     bfloat16 autocast channels-first; bfloat16 autocast channels-last (the
     default where the device runs bfloat16 natively), each as a speed-up
     over the first.  Skipped (recorded as such) on a device without native

@@ -117,7 +117,7 @@ def native_bfloat16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        # private helpers of torch.cpu (present since torch 2.3); absent means unknown, so no
+        # private helpers of torch.cpu, missing from some torch releases: missing means unknown, so no
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     return False
