@@ -104,7 +104,7 @@ from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 #: cores with bfloat16 and channels-last, about 2x that in float32).
 FASHION_MNIST_MAX_EPOCHS = 24
 #: ... of which the warm-up: the tree built from k-means on the representation gained
-#: nothing after its third epoch and slowly lost (BENCHMARKS.md, "Length of the tree phase"),
+#: nothing after its third epoch and slowly lost (BENCHMARKS.md, "Precision, memory order and the length of the tree phase"),
 #: so the tree phase is short and the representation gets the epochs.
 FASHION_MNIST_WARMUP_EPOCHS = 20
 
@@ -181,11 +181,13 @@ class Outcome:
 
 def run_cohiclust(X, y, seed, args, pruned: bool) -> Outcome:
     from skcohiclust import CoHiClust
+    from skcohiclust.training import native_bfloat16
 
     params = dict(COHICLUST_PARAMS[args.dataset])
     if args.max_epochs is not None:
         if "warmup_epochs" in params:  # keep the data set's share of warm-up
-            params["warmup_epochs"] = round(args.max_epochs * params["warmup_epochs"] / params["max_epochs"])
+            share = params["warmup_epochs"] / params["max_epochs"]
+            params["warmup_epochs"] = min(round(args.max_epochs * share), args.max_epochs - 1)
         params["max_epochs"] = args.max_epochs
     if not pruned:
         params["n_clusters"] = None
@@ -194,9 +196,8 @@ def run_cohiclust(X, y, seed, args, pruned: bool) -> Outcome:
     model.fit(X)
     seconds = time.perf_counter() - start
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    from skcohiclust.training import native_bfloat16
-
-    shown += "; training in bfloat16" if native_bfloat16(model.device_) else "; training in float32"
+    bfloat16 = model.mixed_precision and native_bfloat16(model.device_)
+    shown += "; training in bfloat16" if bfloat16 else "; training in float32"
     return Outcome(model.labels_, model.tree_, seconds, str(model.device_), y, notes=shown)
 
 
