@@ -492,7 +492,7 @@ def make_trainer(X, depth, device, mixed_precision, seed=0):
     return trainer, step
 
 
-def make_backbone_limit(trainer, device, mixed_precision):
+def make_backbone_limit(trainer, device):
     """The same backbone (a copy), forward and backward on 2 x 256 fixed views, ``.sum()``, Adam.
 
     The optimiser is the trainer's class with the trainer's settings (learning
@@ -507,7 +507,7 @@ def make_backbone_limit(trainer, device, mixed_precision):
     x = trainer.source.take(np.arange(BATCH))
     with torch.no_grad():
         views = network.prepare(torch.cat(trainer._views(x)))
-    autocast = mixed_precision and native_bfloat16(device)
+    autocast = trainer.bfloat16  # the same precision as the trainer's steps
 
     def limit():
         optimizer.zero_grad(set_to_none=True)
@@ -522,7 +522,7 @@ def make_backbone_limit(trainer, device, mixed_precision):
 def bench_step(X, device, mixed_precision, settings, log):
     """Item ``step``: full training step against the backbone's bare forward + backward."""
     trainer, step = make_trainer(X, 4, device, mixed_precision)
-    limit = make_backbone_limit(trainer, device, mixed_precision)
+    limit = make_backbone_limit(trainer, device)
     n = settings["step_per_round"]
     times = interleaved_times({"step": step, "limit": limit}, settings["step_rounds"], {"step": n, "limit": n}, device, 2)
     step_s, limit_s = _median(times["step"]), _median(times["limit"])

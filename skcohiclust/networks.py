@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 BACKBONES = ("auto", "cnn", "mlp", "resnet18", "resnet34", "resnet50")
+#: The built-in convolutional backbones: they need images, and run channels-last.
+CONV_BACKBONES = ("cnn", "resnet18", "resnet34", "resnet50")
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -361,7 +363,7 @@ def build_network(
         name = backbone
         if name == "auto":
             name = "cnn" if is_image else "mlp"
-        if name in ("cnn", "resnet18", "resnet34", "resnet50") and not is_image:
+        if name in CONV_BACKBONES and not is_image:
             raise ValueError(
                 f"backbone={backbone!r} needs images, but the input is vectors of shape {tuple(input_shape)}; "
                 "pass image_shape=(C, H, W) to reshape flat vectors, or use backbone='mlp'."
@@ -381,7 +383,7 @@ def build_network(
             module = resnet_backbone(name, input_shape[0])
     example = torch.zeros((2, *input_shape)) if input_size is None else torch.zeros((2, input_shape[0], *input_size))
     dim = _representation_dim(module, example)
-    channels_last = name in ("cnn", "resnet18", "resnet34", "resnet50")
+    channels_last = name in CONV_BACKBONES
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     network = CoHiClustNetwork(module, dim, depth, projection_dim, input_mean, input_std, input_size, channels_last)

@@ -303,6 +303,7 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir
         self.metadata = _plain(dict(metadata or {}))
         self.device = source.device
+        self.bfloat16 = config.mixed_precision and native_bfloat16(self.device)
         # the fused kernel: one op for all parameters instead of several per tensor (4x faster on CPU)
         self.optimizer = torch.optim.Adam(
             network.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
@@ -334,7 +335,7 @@ class Trainer:
         return aug(x, self.view_generator, mean, std), aug(x, self.view_generator, mean, std)
 
     def _autocast(self):
-        if self.config.mixed_precision and native_bfloat16(self.device):
+        if self.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -64,7 +64,7 @@ def test_training_steps_run_in_bfloat16_only_where_native_and_asked(
     X = small_digits[0][:128]
     model, dtypes = _conv_output_dtypes(dict(mixed_precision=mixed_precision), X)
     assert dtypes == {expected}
-    # whatever the training ran in, the loss terms are finite and prediction is float32
+    # whatever the training ran in, the loss terms are finite and the fitted model's probabilities sum to 1
     assert all(np.isfinite(model.history_[0][k]) for k in ("loss", "instance_loss"))
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
