@@ -9,7 +9,7 @@ import inspect
 from pathlib import Path
 
 import skcohiclust
-from skcohiclust import augment, callbacks, datasets, hierarchy, losses, metrics, networks, plotting, tree
+from skcohiclust import augment, callbacks, datasets, hierarchy, losses, metrics, neighbors, networks, plotting, tree
 
 SECTIONS = [
     ("Estimator", skcohiclust, ["CoHiClust"]),
@@ -21,6 +21,7 @@ SECTIONS = [
     ("Tree math", tree, None),
     ("Hierarchy helpers", hierarchy, None),
     ("Losses", losses, None),
+    ("Neighbours", neighbors, ["nearest_neighbors"]),
     ("Networks", networks, ["SmallCNN", "MLP", "resnet_backbone", "ProjectionHead", "TreeHead", "CoHiClustNetwork", "build_network"]),
 ]
 

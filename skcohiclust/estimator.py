@@ -84,6 +84,18 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         hyperplane by bisecting 2-means and keeps all leaves, to be pruned
         during training; ``"random"`` keeps the head's random
         initialisation, as the paper does.
+    n_neighbors : int, default=20
+        Neighbour positives in the tree phase (our addition).  ``0`` pairs
+        two views of each sample, as the paper does.  ``k > 0``: when the
+        tree phase starts, every sample's ``k`` nearest neighbours in the
+        representation are found (cosine similarity, one pass over the
+        data), and each positive pair joins a view of a sample with a view
+        of one of its neighbours drawn at random, for the tree loss and
+        NT-Xent alike, as SCAN does for flat clusters: samples the
+        representation puts close together are pulled into one leaf, which
+        two views of one image cannot teach.  The neighbours are kept for
+        the rest of the run (also by checkpoints and ``warm_start``) and
+        looked up again on other data (each new ``partial_fit`` chunk).
     batch_size : int, default=128
         Samples per batch (each gives two views).  Smaller data sets use one
         batch of all samples.
@@ -201,6 +213,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         warmup_epochs="auto",
         prune_start="auto",
         tree_init="kmeans",
+        n_neighbors=20,
         batch_size=128,
         lr=1e-3,
         weight_decay=1e-6,
@@ -225,6 +238,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         self.warmup_epochs = warmup_epochs
         self.prune_start = prune_start
         self.tree_init = tree_init
+        self.n_neighbors = n_neighbors
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -269,6 +283,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         _check_int("checkpoint_every", self.checkpoint_every, 1)
         if self.tree_init not in ("kmeans", "bisect", "random"):
             raise ValueError(f"tree_init must be 'kmeans', 'bisect' or 'random', got {self.tree_init!r}.")
+        _check_int("n_neighbors", self.n_neighbors, 0, None, "(0 pairs two views of each sample)")
         if self.early_stopping is not None:
             _check_int("early_stopping", self.early_stopping, 1, None, "(the patience in epochs, or None)")
         if not isinstance(self.warm_start, (bool, np.bool_)):
@@ -293,6 +308,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             verbose=int(self.verbose),
             checkpoint_every=self.checkpoint_every,
             tree_init=self.tree_init,
+            n_neighbors=self.n_neighbors,
         )
 
     def _validate_X(self, X, reset: bool, min_samples=None):

@@ -29,6 +29,7 @@ import torch
 from .augment import ImageAugmentation
 from .callbacks import call_hook, notify
 from .losses import balance_regularizer, hierarchical_contrastive_loss, nt_xent, tree_batch_statistics
+from .neighbors import MAX_CANDIDATES, nearest_neighbors
 from .tree import level_slice, node_active_mask, node_probabilities
 from .tree_init import bisecting_hyperplanes, clustered_tree
 
@@ -81,6 +82,12 @@ class TrainingConfig:
         representation arranged into a tree (``n_leaves`` leaves from the
         start), bisecting 2-means on it (all leaves), or as initialised; see
         :mod:`skcohiclust.tree_init`.
+    n_neighbors : int
+        0: the positive pairs of the tree phase are two views of one sample
+        (the paper).  ``k > 0``: when the tree phase starts, each sample's
+        ``k`` nearest neighbours in the representation are found, and the
+        second view of each pair is a view of one of them, drawn at random
+        (see :mod:`skcohiclust.neighbors`).
     """
 
     depth: int
@@ -97,6 +104,7 @@ class TrainingConfig:
     verbose: int = 0
     checkpoint_every: int = 1
     tree_init: str = "kmeans"
+    n_neighbors: int = 0
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -314,6 +322,9 @@ class Trainer:
         self.epoch = 0
         self.history = []
         self.stopped = False
+        #: (n_samples, n_neighbors) int32 table of the tree phase's neighbours, and the data it was mined on
+        self.neighbors = None
+        self.neighbors_data = None
         self._saved_epoch = None
         self._last = config.max_epochs
         self.schedule = pruning_schedule(
@@ -326,24 +337,31 @@ class Trainer:
         return self.stopped or self.epoch >= self.config.max_epochs
 
     # -- one step ---------------------------------------------------------------------------
-    def _views(self, x):
+    def _views(self, x, partner=None):
+        """Two random views: of ``x`` twice, or of ``x`` and of its neighbours ``partner``."""
+        second = x if partner is None else partner
         aug = self.augmentation
         if isinstance(aug, ImageAugmentation):
             size = self.network.input_size
-            return aug(x, self.view_generator, size), aug(x, self.view_generator, size)
+            return aug(x, self.view_generator, size), aug(second, self.view_generator, size)
         mean, std = self.network.input_mean, self.network.input_std
-        return aug(x, self.view_generator, mean, std), aug(x, self.view_generator, mean, std)
+        return aug(x, self.view_generator, mean, std), aug(second, self.view_generator, mean, std)
 
     def _autocast(self):
         if self.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def step(self, x, tree_phase: bool, node_mask):
-        """One optimisation step on a batch; returns the detached loss terms and leaf mass."""
+    def step(self, x, tree_phase: bool, node_mask, partner=None):
+        """One optimisation step on a batch; returns the detached loss terms and leaf mass.
+
+        ``partner`` (same shape as ``x``), when given, is a neighbour of
+        every sample of ``x``: the second view of each positive pair is
+        drawn from it instead of from the sample itself.
+        """
         depth = self.config.depth
         batch = x.shape[0]
-        v1, v2 = self._views(x)
+        v1, v2 = self._views(x, partner)
         with self._autocast():
             out = self.network(torch.cat((v1, v2)))
         projection = out.projection.float()  # the loss in float32 whatever the network ran in
@@ -362,7 +380,7 @@ class Trainer:
         leaf_mass = stats.sum_mass[level_slice(depth)].detach()
         return torch.stack((loss.detach(), instance.detach(), tree.detach(), reg.detach())), leaf_mass
 
-    def initialise_tree(self, max_rows: int = 20000) -> None:
+    def initialise_tree(self, features: torch.Tensor | None = None, max_rows: int = 20000) -> None:
         """Set the tree head from the current representation (``config.tree_init``).
 
         ``"kmeans"`` also sets the leaf mask (see
@@ -370,19 +388,20 @@ class Trainer:
         ``max_rows`` evenly spaced training rows; deterministic
         given the seed, so a resumed run initialises exactly as an
         uninterrupted one.
+
+        Parameters
+        ----------
+        features : torch.Tensor, optional
+            The routing features of all training rows, when already
+            computed (see :meth:`routing_features`); else they are computed
+            for the rows used.
+        max_rows : int, default=20000
+            Rows used at most.
         """
         n = len(self.source)
         rows = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(np.int64))
-        self.network.eval()
+        h = self.routing_features(rows) if features is None else features[torch.from_numpy(rows).to(features.device)]
         with torch.no_grad():
-            h = torch.cat(
-                [
-                    self.network.tree_head.features(
-                        self.network(self.source.take(rows[i : i + 1024]), with_projection=False).representation
-                    )
-                    for i in range(0, len(rows), 1024)
-                ]
-            )
             if self.config.tree_init == "kmeans":
                 n_leaves = min(self.config.n_leaves, len(rows))
                 weight, bias, leaf_mask = clustered_tree(h, self.config.depth, n_leaves, self.seed + 3)
@@ -393,10 +412,88 @@ class Trainer:
             linear = self.network.tree_head.linear
             linear.weight.copy_(weight.to(linear.weight))
             linear.bias.copy_(bias.to(linear.bias))
-        self.network.train()
         # the head's Adam moments belong to the old weights
         for param in (linear.weight, linear.bias):
             self.optimizer.state.pop(param, None)
+
+    def routing_features(self, rows: np.ndarray, bfloat16: bool = False, chunk: int = 256) -> torch.Tensor:
+        """The features the tree head routes on (the normalised representation) of some training rows.
+
+        Computed in evaluation mode (BatchNorm's running statistics), without
+        gradients, ``chunk`` rows at a time; the network is left in training mode.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray
+            Sorted row indices of the training data.
+        bfloat16 : bool, default=False
+            Run the network under the trainer's bfloat16 autocast (when it
+            uses one): faster, for uses that only rank the features.
+        chunk : int, default=256
+            Rows per forward pass.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(len(rows), representation_dim)``, float32, on the device.
+        """
+        self.network.eval()
+        autocast = self._autocast() if bfloat16 else contextlib.nullcontext()
+        try:
+            with torch.no_grad(), autocast:
+                return torch.cat(
+                    [
+                        self.network.tree_head.features(
+                            self.network(self.source.take(rows[i : i + chunk]), with_projection=False).representation
+                        )
+                        for i in range(0, len(rows), chunk)
+                    ]
+                )
+        finally:
+            self.network.train()
+
+    def mine_neighbors(self, features: torch.Tensor) -> torch.Tensor:
+        """Every training sample's ``config.n_neighbors`` nearest neighbours by cosine similarity.
+
+        Above :data:`~skcohiclust.neighbors.MAX_CANDIDATES` rows the
+        neighbours are searched among a random subset of that size, drawn
+        from the seed.  The similarities are computed in bfloat16 when the
+        trainer trains in it (only their order matters).
+
+        Parameters
+        ----------
+        features : torch.Tensor
+            Shape ``(n_samples, d)``: the routing features of all training
+            rows (:meth:`routing_features`).
+
+        Returns
+        -------
+        torch.Tensor
+            int32 tensor of shape ``(n_samples, k)`` on the CPU, ``k`` the
+            smaller of ``n_neighbors`` and the number of candidates less one.
+        """
+        n = features.shape[0]
+        candidates = None
+        if n > MAX_CANDIDATES:
+            generator = torch.Generator().manual_seed(self.seed + 5)
+            candidates = torch.randperm(n, generator=generator)[:MAX_CANDIDATES].sort().values
+        k = min(self.config.n_neighbors, (n if candidates is None else MAX_CANDIDATES) - 1)
+        dtype = torch.bfloat16 if self.bfloat16 else torch.float32
+        return nearest_neighbors(features, k, candidates, dtype=dtype).to(device="cpu", dtype=torch.int32)
+
+    def _neighbors_stale(self) -> bool:
+        """Whether the neighbour table is missing or belongs to other data (another ``partial_fit`` chunk)."""
+        if self.neighbors is None:
+            return True
+        return self.neighbors.shape[0] != len(self.source) or self.neighbors_data != data_fingerprint(self.source.X)
+
+    def _partner_batch(self, indices: np.ndarray, neighbors: torch.Tensor) -> torch.Tensor:
+        """One neighbour of every sample of a batch, drawn at random among its ``n_neighbors``."""
+        pick = torch.randint(0, neighbors.shape[1], (len(indices),), generator=self.shuffle_generator)
+        partners = neighbors[torch.from_numpy(indices), pick].numpy().astype(np.int64)
+        unique, inverse = np.unique(partners, return_inverse=True)  # sorted rows: memmaps read in order
+        rows = self.source.take(unique)
+        return rows[torch.as_tensor(inverse.reshape(-1), device=rows.device)]
 
     # -- one epoch --------------------------------------------------------------------------
     def _batches(self):
@@ -412,8 +509,17 @@ class Trainer:
         started = time.perf_counter()
         self.network.train()
         tree_phase = self.epoch >= config.warmup_epochs
+        # neighbours are mined once, when the tree phase starts (or on data they were not mined on),
+        # from one pass over the data that the tree's start shares
+        mine = tree_phase and config.n_neighbors > 0 and len(self.source) > 1 and self._neighbors_stale()
+        features = self.routing_features(np.arange(len(self.source)), bfloat16=True) if mine else None
         if tree_phase and self.epoch == config.warmup_epochs and config.tree_init != "random":
-            self.initialise_tree()
+            self.initialise_tree(features)
+        if mine:
+            self.neighbors = self.mine_neighbors(features)
+            self.neighbors_data = data_fingerprint(self.source.X)
+        del features
+        neighbors = self.neighbors if tree_phase and config.n_neighbors > 0 and len(self.source) > 1 else None
         leaf_mask = self.network.leaf_mask
         node_mask = node_active_mask(leaf_mask, config.depth)
         sums = torch.zeros(4, device=self.device)
@@ -423,7 +529,8 @@ class Trainer:
         refresh = max(1, len(batches) // 10)
         try:
             for done, indices in enumerate(batches, start=1):
-                terms, leaf_mass = self.step(self.source.take(indices), tree_phase, node_mask)
+                partner = None if neighbors is None else self._partner_batch(indices, neighbors)
+                terms, leaf_mass = self.step(self.source.take(indices), tree_phase, node_mask, partner)
                 sums += terms
                 mass += leaf_mass
                 if progress is not None:
@@ -552,6 +659,8 @@ class Trainer:
             "shuffle_generator": self.shuffle_generator.get_state(),
             "global_rng": dict(self.global_rng),
             "leaf_mask": self.network.leaf_mask.detach().clone(),
+            "neighbors": self.neighbors,
+            "neighbors_data": self.neighbors_data,
             "epoch": self.epoch,
             "stopped": self.stopped,
             "seed": self.seed,
@@ -579,6 +688,9 @@ class Trainer:
         }
         with torch.no_grad():
             self.network.leaf_mask.copy_(part["leaf_mask"].to(self.network.leaf_mask.device))
+        neighbors = part.get("neighbors")  # absent from states saved before neighbour positives
+        self.neighbors = None if neighbors is None else neighbors.to(device="cpu", dtype=torch.int32)
+        self.neighbors_data = part.get("neighbors_data")
 
     def _snapshot(self) -> dict:
         """A copy of everything that one more epoch changes (restored on Ctrl-C)."""

@@ -166,6 +166,22 @@ def test_interrupted_run_saves_last_epoch_and_resumes_exactly(X, tmp_path, unint
     _assert_same_model(resumed, uninterrupted)
 
 
+def test_interrupted_run_with_neighbours_resumes_exactly(X, tmp_path):
+    """The neighbour table mined when the tree phase starts is in the checkpoint, so resuming needs no new one."""
+    params = dict(PARAMS, checkpoint_every=10, n_neighbors=5)
+
+    def interrupt(history):
+        if len(history) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="end of epoch 3"):
+        CoHiClust(checkpoint_dir=tmp_path, callbacks=[interrupt], **params).fit(X)
+    saved = _load(tmp_path)
+    assert saved["neighbors"].shape == (len(X), 5) and saved["neighbors_data"] is not None
+    resumed = CoHiClust(checkpoint_dir=tmp_path, **params).fit(X)
+    _assert_same_model(resumed, CoHiClust(**params).fit(X))
+
+
 def test_sigkilled_fit_resumes_to_the_same_parameters(X, tmp_path, uninterrupted):
     """A real child process, killed with SIGKILL mid-training, then resumed in this process."""
     checkpoints, marker = tmp_path / "ckpt", tmp_path / "marker"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from skcohiclust import Callback, CoHiClust, EarlyStopping
+from skcohiclust import Callback, CoHiClust, EarlyStopping, training
 
 #: Small, quick, and fewer leaves kept than the tree has (4 -> 3 when the tree phase starts).
 PARAMS = dict(depth=2, n_clusters=3, batch_size=64, backbone="mlp", random_state=0)
@@ -323,6 +323,82 @@ def test_partial_fit_warns_that_it_writes_no_checkpoint(X, tmp_path):
     with pytest.warns(UserWarning, match="checkpoint_dir"):
         CoHiClust(max_epochs=2, checkpoint_dir=tmp_path, **PARAMS).partial_fit(X)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- neighbour positives
+#: The tree phase starts at epoch 2; its positive pairs join each sample with one of its 5 nearest neighbours.
+NEIGHBOURS = dict(PLAIN, n_neighbors=5, mixed_precision=False)
+
+
+class PartnerSpy:
+    """Wraps ``Trainer._partner_batch``: records the tables used and checks every partner against them."""
+
+    def __init__(self, monkeypatch, X):
+        self.X = torch.from_numpy(X)
+        self.tables, self.calls = [], 0
+        original = training.Trainer._partner_batch
+
+        def spy(trainer, indices, neighbors):
+            partner = original(trainer, indices, neighbors)
+            if not self.tables or self.tables[-1] is not neighbors:
+                self.tables.append(neighbors)
+            candidates = self.X[neighbors[torch.from_numpy(indices)].long()]  # (B, k, 8, 8)
+            assert (candidates == partner.reshape(len(indices), 1, *self.X.shape[1:])).flatten(2).all(2).any(1).all()
+            self.calls += 1
+            return partner
+
+        monkeypatch.setattr(training.Trainer, "_partner_batch", spy)
+
+
+def test_neighbour_positives_pair_each_sample_with_one_of_its_nearest_neighbours(X, monkeypatch, small_digits):
+    spy = PartnerSpy(monkeypatch, X)
+    model = CoHiClust(max_epochs=4, **NEIGHBOURS).fit(X)
+    assert spy.calls == 3 * 4  # every batch of the three tree epochs, none in the warm-up
+    assert len(spy.tables) == 1  # mined once, when the tree phase starts
+    table = spy.tables[0].long()
+    assert table.shape == (len(X), 5) and not (table == torch.arange(len(X))[:, None]).any()
+    # neighbours in a representation trained for one epoch mostly share the digit (chance: 0.1)
+    labels = torch.from_numpy(small_digits[1])
+    assert (labels[table] == labels[:, None]).float().mean() > 0.7
+    assert torch.equal(model._training_state.state["neighbors"], spy.tables[0])
+
+
+def test_without_neighbours_the_positive_pairs_are_two_views_of_one_sample(X, monkeypatch):
+    spy = PartnerSpy(monkeypatch, X)
+    CoHiClust(max_epochs=3, **dict(NEIGHBOURS, n_neighbors=0)).fit(X)
+    assert spy.calls == 0
+
+
+def test_neighbour_positives_change_the_tree_phase_only(X):
+    plain = CoHiClust(max_epochs=3, **dict(NEIGHBOURS, n_neighbors=0)).fit(X)
+    with_neighbours = CoHiClust(max_epochs=3, **NEIGHBOURS).fit(X)
+    assert _losses(plain.history_)[0] == _losses(with_neighbours.history_)[0]  # the same warm-up epoch
+    assert _losses(plain.history_)[1:] != _losses(with_neighbours.history_)[1:]
+
+
+def test_warm_start_with_neighbours_continues_exactly(X):
+    full = CoHiClust(max_epochs=4, **NEIGHBOURS).fit(X)
+    model = CoHiClust(max_epochs=2, **NEIGHBOURS).fit(X)  # the table is mined in epoch 2 and travels
+    model = pickle.loads(pickle.dumps(model))
+    model.set_params(warm_start=True).fit(X)
+    assert _losses(model.history_) == _losses(full.history_)
+    assert _same_parameters(model, full)
+
+
+def test_partial_fit_with_neighbours_looks_them_up_in_each_chunk(X, monkeypatch):
+    spy = PartnerSpy(monkeypatch, X)
+    chunks = [X[:100], X[100:220], X[:100]]
+    model = CoHiClust(max_epochs=4, **NEIGHBOURS).partial_fit(X)  # the warm-up epoch
+    for chunk in chunks:
+        spy.X = torch.from_numpy(chunk)
+        model.partial_fit(chunk)
+        assert model._training_state.state["neighbors"].shape == (len(chunk), 5)
+    assert len(spy.tables) == 3  # each chunk is other data than the last one: mined again
+
+
+def test_neighbours_are_capped_by_the_number_of_samples(X):
+    model = CoHiClust(max_epochs=2, **dict(NEIGHBOURS, n_neighbors=50)).fit(X[:12])
+    assert model._training_state.state["neighbors"].shape == (12, 11)
 
 
 # ---------------------------------------------------------------- memory-mapped data
