@@ -481,12 +481,6 @@ class Trainer:
         dtype = torch.bfloat16 if self.bfloat16 else torch.float32
         return nearest_neighbors(features, k, candidates, dtype=dtype).to(device="cpu", dtype=torch.int32)
 
-    def _neighbors_stale(self) -> bool:
-        """Whether the neighbour table is missing or belongs to other data (another ``partial_fit`` chunk)."""
-        if self.neighbors is None:
-            return True
-        return self.neighbors.shape[0] != len(self.source) or self.neighbors_data != data_fingerprint(self.source.X)
-
     def _partner_batch(self, indices: np.ndarray, neighbors: torch.Tensor) -> torch.Tensor:
         """One neighbour of every sample of a batch, drawn at random among its ``n_neighbors``."""
         pick = torch.randint(0, neighbors.shape[1], (len(indices),), generator=self.shuffle_generator)
@@ -509,17 +503,19 @@ class Trainer:
         started = time.perf_counter()
         self.network.train()
         tree_phase = self.epoch >= config.warmup_epochs
-        # neighbours are mined once, when the tree phase starts (or on data they were not mined on),
-        # from one pass over the data that the tree's start shares
-        mine = tree_phase and config.n_neighbors > 0 and len(self.source) > 1 and self._neighbors_stale()
+        # neighbours are mined once, when the tree phase starts (or on data they were not mined on:
+        # another partial_fit chunk), from one pass over the data that the tree's start shares
+        pairs_neighbours = tree_phase and config.n_neighbors > 0 and len(self.source) > 1
+        fingerprint = data_fingerprint(self.source.X) if pairs_neighbours else None
+        mine = pairs_neighbours and fingerprint != self.neighbors_data
         features = self.routing_features(np.arange(len(self.source)), bfloat16=True) if mine else None
         if tree_phase and self.epoch == config.warmup_epochs and config.tree_init != "random":
             self.initialise_tree(features)
         if mine:
             self.neighbors = self.mine_neighbors(features)
-            self.neighbors_data = data_fingerprint(self.source.X)
+            self.neighbors_data = fingerprint
         del features
-        neighbors = self.neighbors if tree_phase and config.n_neighbors > 0 and len(self.source) > 1 else None
+        neighbors = self.neighbors if pairs_neighbours else None
         leaf_mask = self.network.leaf_mask
         node_mask = node_active_mask(leaf_mask, config.depth)
         sums = torch.zeros(4, device=self.device)
