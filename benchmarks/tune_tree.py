@@ -5,6 +5,7 @@ Usage::
     python benchmarks/tune_tree.py warmup --out /tmp/warm.pkl --threads 2
     python benchmarks/tune_tree.py tree --start /tmp/warm.pkl --name default
     python benchmarks/tune_tree.py tree --start /tmp/warm.pkl --name lr3e-4 --set lr=3e-4
+    python benchmarks/tune_tree.py starts --start /tmp/warm.pkl --restarts 30
 
 The warm-up (instance loss only) is the expensive and common part of a fit,
 so it is run once: ``warmup`` fits ``CoHiClust(depth=4, max_epochs=E)`` on
@@ -21,6 +22,15 @@ NMI), which separates the quality of the representation from that of the
 tree.  At the end the fitted estimator is scored on all 70,000 images.  A
 JSON line per experiment is printed and appended to
 ``benchmarks/results/tuning-tree.jsonl``; BENCHMARKS.md quotes them.
+
+``starts`` asks how much the k-means start depends on k-means' own luck:
+on the warm-up's routing features of the rows the tree start uses, it runs
+``--restarts`` single k-means starts (10 clusters, one random state each)
+and scores each against the classes (ACC, NMI, LP of every image's nearest
+centroid) beside its inertia, then the package's own choice
+(:func:`~skcohiclust.tree_init.clustered_tree`'s best of
+:data:`~skcohiclust.tree_init.KMEANS_N_INIT`).  Its JSON line goes to
+``benchmarks/results/tuning-starts.jsonl``.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from quality import load_dataset
 from skcohiclust import CoHiClust
 from skcohiclust import tree as tree_math
 from skcohiclust.callbacks import Callback
+from skcohiclust.metrics import cluster_accuracy, leaf_purity
+from skcohiclust.tree_init import KMEANS_N_INIT
 
 DEPTH = 4
 N_EVAL = 10_000
@@ -71,16 +83,53 @@ class Probe(Callback):
         return self.stop_at is not None and len(history) >= self.stop_at
 
 
+def kmeans_starts(model, X, y, restarts: int, seed: int) -> dict:
+    """Inertia and class agreement of single k-means starts on a warm-up's routing features.
+
+    The features are those the tree start sees (the normalised
+    representation, scaled as :class:`~skcohiclust.networks.TreeHead` does)
+    of the evenly spaced rows :meth:`~skcohiclust.training.Trainer.initialise_tree`
+    uses; every image is then scored by its nearest centroid.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    h = model.transform(X)
+    x = (h / np.linalg.norm(h, axis=1, keepdims=True) * h.shape[1] ** 0.5).astype(np.float64)
+    rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), 20000)).astype(np.int64))
+
+    def scored(kmeans):
+        labels = kmeans.predict(x)
+        return {
+            "inertia": round(float(kmeans.inertia_), 1),
+            "acc": round(cluster_accuracy(y, labels), 4),
+            "nmi": round(normalized_mutual_info_score(y, labels), 4),
+            "lp": round(leaf_purity(y, labels), 4),
+        }
+
+    singles = [scored(KMeans(10, n_init=1, random_state=r).fit(x[rows])) for r in range(restarts)]
+    singles.sort(key=lambda row: row["inertia"])
+    started = time.perf_counter()
+    chosen = KMeans(10, n_init=KMEANS_N_INIT, random_state=seed + 3).fit(x[rows])  # as clustered_tree runs it
+    return {
+        "seed": seed,
+        "restarts": singles,
+        f"best_of_{KMEANS_N_INIT}": {**scored(chosen), "seconds": round(time.perf_counter() - started, 1)},
+    }
+
+
 def main(argv=None) -> dict | None:
     """Run the warm-up or one tree-phase experiment."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("stage", choices=("warmup", "tree"))
+    parser.add_argument("stage", choices=("warmup", "tree", "starts"))
     parser.add_argument("--out", help="where the warm-up pickle goes")
     parser.add_argument("--start", help="the warm-up pickle to continue from")
     parser.add_argument("--name", default="default")
     parser.add_argument("--max-epochs", type=int, default=14)
     parser.add_argument("--set", action="append", default=[], help="estimator parameter, name=value")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the warm-up")
+    parser.add_argument("--restarts", type=int, default=30, help="single k-means starts (starts stage)")
     parser.add_argument("--save", help="pickle the fitted estimator here (tree stage)")
     parser.add_argument("--limit", type=int, default=None, help="a random subset of this size (for a quick check)")
     args = parser.parse_args(argv)
@@ -90,7 +139,7 @@ def main(argv=None) -> dict | None:
     eval_rows = np.sort(np.random.default_rng(1).choice(len(y), size=min(N_EVAL, len(y)), replace=False))
     if args.stage == "warmup":
         probe = Probe(X[eval_rows], y[eval_rows], stop_at=args.max_epochs // 2)
-        model = CoHiClust(depth=DEPTH, max_epochs=args.max_epochs, random_state=0, callbacks=[probe])
+        model = CoHiClust(depth=DEPTH, max_epochs=args.max_epochs, random_state=args.seed, callbacks=[probe])
         model.fit(X)
         with open(args.out, "wb") as handle:
             pickle.dump(model, handle)
@@ -98,6 +147,10 @@ def main(argv=None) -> dict | None:
 
     with open(args.start, "rb") as handle:
         model = pickle.load(handle)
+    if args.stage == "starts":
+        row = kmeans_starts(model, X, y, args.restarts, model.random_state)
+        append_json_line("tuning-starts.jsonl", row)
+        return row
     changes = parse_settings(args.set)
     settings = {"n_clusters": 10, "max_epochs": args.max_epochs, "callbacks": [Probe(X[eval_rows], y[eval_rows])]}
     model.set_params(**{**settings, **changes})

@@ -38,6 +38,10 @@ INIT_LOGIT = 2.0
 COLLAPSED_LOGIT = 3 * INIT_LOGIT
 #: Up to this many clusters a node's split is found by trying every bipartition.
 EXHAUSTIVE_MAX = 16
+#: k-means restarts of :func:`clustered_tree`; the lowest-inertia one is kept.  Few restarts
+#: often miss the best solution on contrastive features, and its leaves then start less pure
+#: (see BENCHMARKS.md, "Tree start and pruning"); 50 restarts on 20,000 rows take about 10 s.
+KMEANS_N_INIT = 50
 
 
 def _segment_mean(values, segment, n_segments, weights=None):
@@ -168,7 +172,8 @@ def split_clusters(counts: np.ndarray, means: np.ndarray, capacity: int) -> np.n
 def clustered_tree(h: torch.Tensor, depth: int, n_leaves: int, seed: int):
     """Routing hyperplanes and a leaf mask from k-means clusters arranged into a tree.
 
-    k-means (``n_leaves`` clusters) on ``h`` gives the leaves; the clusters
+    k-means (``n_leaves`` clusters, the best of :data:`KMEANS_N_INIT` starts) on ``h``
+    gives the leaves; the clusters
     are then divided top-down, each node's set into the two groups that
     :func:`split_clusters` finds (each small enough for the depth left), and
     a node's hyperplane is the perpendicular bisector of its two groups'
@@ -206,7 +211,7 @@ def clustered_tree(h: torch.Tensor, depth: int, n_leaves: int, seed: int):
     with warnings.catch_warnings():
         # fewer distinct rows than clusters: k-means then leaves clusters empty, dropped just below
         warnings.simplefilter("ignore", ConvergenceWarning)
-        labels = KMeans(n_clusters=n_leaves, n_init=3, random_state=seed).fit_predict(x)
+        labels = KMeans(n_clusters=n_leaves, n_init=KMEANS_N_INIT, random_state=seed).fit_predict(x)
     _, labels = np.unique(labels, return_inverse=True)
     labels = labels.reshape(-1)
     n_leaves = int(labels.max()) + 1

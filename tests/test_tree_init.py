@@ -97,6 +97,24 @@ def test_clustered_tree_gives_each_blob_its_own_leaf_and_masks_the_rest():
     assert linkage.shape == (4, 4)
 
 
+def test_clustered_tree_start_does_not_depend_on_the_kmeans_seed():
+    # 16 blobs on a grid, large and small ones alternating: single k-means++ starts merge two
+    # blobs and split another on every one of ten seeds, and three restarts on most of them
+    rng = np.random.default_rng(0)
+    centres = np.array([[i, j] for i in range(4) for j in range(4)], dtype=float) * 3
+    sizes = np.array([200, 20] * 8)
+    h = torch.from_numpy(np.concatenate([c + 0.5 * rng.standard_normal((n, 2)) for c, n in zip(centres, sizes)]))
+    blobs = np.repeat(np.arange(16), sizes)
+    leaves = []
+    for seed in range(4):
+        weight, bias, mask = clustered_tree(h.float(), 4, 16, seed=seed)
+        leaves.append(_route(h.float(), weight, bias, mask, 4).argmax(1).numpy())
+    for other in leaves[1:]:
+        assert adjusted_rand_score(leaves[0], other) == 1.0
+    # the hyperplanes (bisectors of group means) cut the small blobs' edges a little
+    assert adjusted_rand_score(blobs, leaves[0]) > 0.95
+
+
 def test_clustered_tree_edge_sizes():
     h = _blobs(10, [[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0], [0.0, -3.0]], seed=4)
     weight, bias, mask = clustered_tree(h, 2, 4, seed=0)  # every leaf used
