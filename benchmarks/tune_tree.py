@@ -50,6 +50,7 @@ from skcohiclust import CoHiClust
 from skcohiclust import tree as tree_math
 from skcohiclust.callbacks import Callback
 from skcohiclust.metrics import cluster_accuracy, leaf_purity
+from skcohiclust.training import tree_start_rows
 from skcohiclust.tree_init import KMEANS_N_INIT
 
 DEPTH = 4
@@ -86,17 +87,17 @@ class Probe(Callback):
 def kmeans_starts(model, X, y, restarts: int, seed: int) -> dict:
     """Inertia and class agreement of single k-means starts on a warm-up's routing features.
 
-    The features are those the tree start sees (the normalised
-    representation, scaled as :class:`~skcohiclust.networks.TreeHead` does)
-    of the evenly spaced rows :meth:`~skcohiclust.training.Trainer.initialise_tree`
-    uses; every image is then scored by its nearest centroid.
+    The features are the tree head's (:meth:`~skcohiclust.networks.TreeHead.features`
+    of the representation, in float32; the trainer computes them in bfloat16
+    when it trains in it) of the rows the tree start uses
+    (:func:`~skcohiclust.training.tree_start_rows`); every image is then
+    scored by its nearest centroid.
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
-    h = model.transform(X)
-    x = (h / np.linalg.norm(h, axis=1, keepdims=True) * h.shape[1] ** 0.5).astype(np.float64)
-    rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), 20000)).astype(np.int64))
+    x = model.module_.tree_head.features(torch.from_numpy(model.transform(X))).double().numpy()
+    rows = tree_start_rows(len(x))
 
     def scored(kmeans):
         labels = kmeans.predict(x)

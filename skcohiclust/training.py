@@ -40,6 +40,7 @@ __all__ = [
     "pruning_schedule",
     "native_bfloat16",
     "data_fingerprint",
+    "tree_start_rows",
     "run_metadata",
     "CHECKPOINT_NAME",
 ]
@@ -105,6 +106,27 @@ class TrainingConfig:
     checkpoint_every: int = 1
     tree_init: str = "kmeans"
     n_neighbors: int = 0
+
+
+#: Training rows the data-dependent tree starts look at, at most.
+TREE_START_ROWS = 20000
+
+
+def tree_start_rows(n: int, max_rows: int = TREE_START_ROWS) -> np.ndarray:
+    """The evenly spaced training rows a tree start uses: all ``n`` up to ``max_rows``.
+
+    Parameters
+    ----------
+    n : int
+        Training rows, ``n >= 1``.
+    max_rows : int, default=TREE_START_ROWS
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Sorted, distinct row indices in ``[0, n)``.
+    """
+    return np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(np.int64))
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -380,7 +402,7 @@ class Trainer:
         leaf_mass = stats.sum_mass[level_slice(depth)].detach()
         return torch.stack((loss.detach(), instance.detach(), tree.detach(), reg.detach())), leaf_mass
 
-    def initialise_tree(self, features: torch.Tensor | None = None, max_rows: int = 20000) -> None:
+    def initialise_tree(self, features: torch.Tensor | None = None, max_rows: int = TREE_START_ROWS) -> None:
         """Set the tree head from the current representation (``config.tree_init``).
 
         ``"kmeans"`` also sets the leaf mask (see
@@ -395,11 +417,11 @@ class Trainer:
             The routing features of all training rows, when already
             computed (see :meth:`routing_features`); else they are computed
             for the rows used.
-        max_rows : int, default=20000
-            Rows used at most.
+        max_rows : int, default=TREE_START_ROWS
+            Rows used at most (:func:`tree_start_rows`).
         """
         n = len(self.source)
-        rows = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(np.int64))
+        rows = tree_start_rows(n, max_rows)
         h = self.routing_features(rows) if features is None else features[torch.from_numpy(rows).to(features.device)]
         with torch.no_grad():
             if self.config.tree_init == "kmeans":

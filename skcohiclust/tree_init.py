@@ -40,7 +40,7 @@ COLLAPSED_LOGIT = 3 * INIT_LOGIT
 EXHAUSTIVE_MAX = 16
 #: k-means restarts of :func:`clustered_tree`; the lowest-inertia one is kept.  Few restarts
 #: often miss the best solution on contrastive features, and its leaves then start less pure
-#: (see BENCHMARKS.md, "Tree start and pruning"); 50 restarts on 20,000 rows take about 10 s.
+#: (BENCHMARKS.md, "k-means restarts of the tree start"); 50 on 20,000 rows take about 11 s.
 KMEANS_N_INIT = 50
 
 
@@ -172,9 +172,9 @@ def split_clusters(counts: np.ndarray, means: np.ndarray, capacity: int) -> np.n
 def clustered_tree(h: torch.Tensor, depth: int, n_leaves: int, seed: int):
     """Routing hyperplanes and a leaf mask from k-means clusters arranged into a tree.
 
-    k-means (``n_leaves`` clusters, the best of :data:`KMEANS_N_INIT` starts) on ``h``
-    gives the leaves; the clusters
-    are then divided top-down, each node's set into the two groups that
+    k-means (``n_leaves`` clusters, the best of :data:`KMEANS_N_INIT`
+    starts) on ``h`` gives the leaves; the clusters are then divided
+    top-down, each node's set into the two groups that
     :func:`split_clusters` finds (each small enough for the depth left), and
     a node's hyperplane is the perpendicular bisector of its two groups'
     sample means.  A node that holds one cluster before the last level
