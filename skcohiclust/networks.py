@@ -49,7 +49,7 @@ class SmallCNN(nn.Module):
     ----------
     in_channels : int
         Channels of the input images.
-    width : int, default=32
+    width : int, default=24
         Channels of the first stage.
 
     Attributes
@@ -58,7 +58,7 @@ class SmallCNN(nn.Module):
         Size of the representation, ``4 * width``.
     """
 
-    def __init__(self, in_channels: int, width: int = 32):
+    def __init__(self, in_channels: int, width: int = 24):
         super().__init__()
         self.features = nn.Sequential(
             _conv_block(in_channels, width),
@@ -330,7 +330,7 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
 
 
 def build_network(
-    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=32, mlp_hidden=256
+    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256
 ):
     """Build a :class:`CoHiClustNetwork` from a backbone specification.
 
@@ -347,7 +347,8 @@ def build_network(
     input_mean, input_std : torch.Tensor
         Input standardisation.
     cnn_width, mlp_hidden : int
-        Width of the default CNN and MLP.
+        Width of the default CNN (its first stage; 24 since the width was measured, see
+        benchmarks/BENCHMARKS.md, "CNN width") and MLP.
 
     Returns
     -------
