@@ -347,8 +347,8 @@ def build_network(
     input_mean, input_std : torch.Tensor
         Input standardisation.
     cnn_width, mlp_hidden : int
-        Width of the default CNN (its first stage; 24 since the width was measured, see
-        benchmarks/BENCHMARKS.md, "CNN width") and MLP.
+        Channels of the default CNN's first stage (24 was measured against 32 in
+        benchmarks/BENCHMARKS.md, "CNN width") and width of the MLP's hidden layers.
 
     Returns
     -------
