@@ -84,14 +84,16 @@ class Probe(Callback):
         return self.stop_at is not None and len(history) >= self.stop_at
 
 
-def kmeans_starts(model, X, y, restarts: int, seed: int) -> dict:
+def kmeans_starts(model, X, y, restarts: int) -> dict:
     """Inertia and class agreement of single k-means starts on a warm-up's routing features.
 
     The features are the tree head's (:meth:`~skcohiclust.networks.TreeHead.features`
     of the representation, in float32; the trainer computes them in bfloat16
     when it trains in it) of the rows the tree start uses
     (:func:`~skcohiclust.training.tree_start_rows`); every image is then
-    scored by its nearest centroid.
+    scored by its nearest centroid.  The best of
+    :data:`~skcohiclust.tree_init.KMEANS_N_INIT` runs with the k-means seed
+    of the fit the warm-up pickle would continue.
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
@@ -110,10 +112,13 @@ def kmeans_starts(model, X, y, restarts: int, seed: int) -> dict:
 
     singles = [scored(KMeans(10, n_init=1, random_state=r).fit(x[rows])) for r in range(restarts)]
     singles.sort(key=lambda row: row["inertia"])
+    # the trainer's seed is drawn from random_state; Trainer.initialise_tree gives k-means that seed + 3
+    kmeans_seed = int(model._training_state.state["seed"]) + 3
     started = time.perf_counter()
-    chosen = KMeans(10, n_init=KMEANS_N_INIT, random_state=seed + 3).fit(x[rows])  # as clustered_tree runs it
+    chosen = KMeans(10, n_init=KMEANS_N_INIT, random_state=kmeans_seed).fit(x[rows])
     return {
-        "seed": seed,
+        "seed": model.random_state,
+        "kmeans_seed": kmeans_seed,
         "restarts": singles,
         f"best_of_{KMEANS_N_INIT}": {**scored(chosen), "seconds": round(time.perf_counter() - started, 1)},
     }
@@ -149,7 +154,7 @@ def main(argv=None) -> dict | None:
     with open(args.start, "rb") as handle:
         model = pickle.load(handle)
     if args.stage == "starts":
-        row = kmeans_starts(model, X, y, args.restarts, model.random_state)
+        row = kmeans_starts(model, X, y, args.restarts)
         append_json_line("tuning-starts.jsonl", row)
         return row
     changes = parse_settings(args.set)
