@@ -101,6 +101,22 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         batch of all samples.
     lr : float, default=1e-3
         Adam's learning rate.
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` lowers the learning rate from ``lr`` to zero along a
+        half cosine within each phase (the warm-up, then the tree phase
+        from ``lr`` again), step by step, so that the k-means start and the
+        final tree read a settled representation; ``"constant"`` keeps
+        ``lr`` throughout, as the paper does.
+    leaf_balance : float, default=1.0
+        Weight of a term of the tree phase (our addition) that pulls the
+        batch's mean leaf probabilities towards equal shares of the active
+        leaves (their KL divergence from uniform, as SCAN's entropy term;
+        see :func:`~skcohiclust.losses.leaf_balance`).  The paper's balance
+        regulariser, kept at its weight ``2**-depth``, balances the two
+        children of every node, which equalises the leaves only in a full
+        tree, and weakly.  It assumes clusters of similar size: lower it, or
+        set 0 (the paper's objective), when the clusters sought are very
+        unequal.
     weight_decay : float, default=1e-6
         Adam's weight decay.
     temperature : float, default=0.5
@@ -185,7 +201,9 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         The device trained on.
     history_ : list of dict
         Per epoch: ``epoch``, ``phase`` (``"warmup"`` or ``"tree"``),
-        ``loss``, ``instance_loss``, ``tree_loss``, ``regularizer`` (mean
+        ``loss``, ``instance_loss``, ``tree_loss``, ``regularizer`` (the
+        balance terms: the paper's weighted regulariser plus
+        ``leaf_balance`` times the leaf term; each a mean
         over the epoch's batches), ``n_leaves`` (active leaves after the
         epoch's pruning) and ``seconds`` (wall time).
         ``pandas.DataFrame(model.history_)`` makes a table of it.
@@ -216,6 +234,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         n_neighbors=20,
         batch_size=128,
         lr=1e-3,
+        lr_schedule="constant",
+        leaf_balance=1.0,
         weight_decay=1e-6,
         temperature=0.5,
         projection_dim=128,
@@ -241,6 +261,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.leaf_balance = leaf_balance
         self.weight_decay = weight_decay
         self.temperature = temperature
         self.projection_dim = projection_dim
@@ -277,7 +299,10 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             prune_stop = max(prune_stop, prune_start + 1)
         _check_int("batch_size", self.batch_size, 2)
         _check_float("lr", self.lr, positive=True)
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}.")
         _check_float("weight_decay", self.weight_decay)
+        _check_float("leaf_balance", self.leaf_balance)
         _check_float("temperature", self.temperature, positive=True)
         _check_int("projection_dim", self.projection_dim, 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
@@ -302,6 +327,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             prune_stop=prune_stop,
             batch_size=self.batch_size,
             lr=float(self.lr),
+            lr_schedule=self.lr_schedule,
+            leaf_balance=float(self.leaf_balance),
             weight_decay=float(self.weight_decay),
             temperature=float(self.temperature),
             mixed_precision=bool(self.mixed_precision),

@@ -1,4 +1,4 @@
-"""Losses of CoHiClust: NT-Xent, the hierarchical contrastive loss, the balance regulariser.
+"""Losses of CoHiClust: NT-Xent, the hierarchical contrastive loss, the balance terms.
 
 The tree terms are computed from a handful of *batch statistics* that are
 plain sums over the samples of the batch (:class:`TreeBatchStatistics`).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .tree import column_levels
+from .tree import column_levels, level_slice
 
 __all__ = [
     "nt_xent",
@@ -25,6 +25,7 @@ __all__ = [
     "tree_batch_statistics",
     "hierarchical_contrastive_loss",
     "balance_regularizer",
+    "leaf_balance",
 ]
 
 #: Added under the square root of the node probabilities (keeps gradients finite at 0).
@@ -197,3 +198,39 @@ def balance_regularizer(
     if node_mask is not None:
         weight = weight * node_mask.reshape(-1, 2).all(dim=1)
     return -(weight * pairs.mean(dim=1)).sum()
+
+
+def leaf_balance(stats: TreeBatchStatistics, depth: int, node_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """How far the batch's leaf mass is from uniform over the active leaves.
+
+    ``KL(m || u) = sum over active leaves of m_k * log(K * m_k)``, where ``m``
+    is the batch-mean leaf probability and ``u`` the uniform distribution
+    over the ``K`` active leaves: zero when every leaf takes an equal share,
+    as SCAN's entropy term asks of flat clusters.  The paper's
+    :func:`balance_regularizer` balances the two children of every node:
+    in a full tree its optimum is equal leaves too, but in a tree with
+    pruned or collapsed subtrees its optimum depends on the tree's shape
+    (for the 10 leaves a k-means start arranged on Fashion-MNIST, shares
+    from 0.084 to 0.126), and its weight ``2**-depth`` is small.
+
+    Parameters
+    ----------
+    stats : TreeBatchStatistics
+        From :func:`tree_batch_statistics`.
+    depth : int
+        Depth of the tree.
+    node_mask : torch.Tensor, optional
+        Boolean per column of the level-major layout; its last level is the
+        leaf mask.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, ``>= 0`` up to rounding.
+    """
+    mass = stats.sum_mass[level_slice(depth)]
+    active = torch.ones_like(mass, dtype=torch.bool) if node_mask is None else node_mask[level_slice(depth)].bool()
+    mass = torch.where(active, mass, torch.zeros_like(mass))
+    share = mass / mass.sum().clamp_min(LOG_EPS)
+    n_active = active.sum().to(share.dtype)
+    return torch.where(active, share * torch.log((share * n_active).clamp_min(LOG_EPS)), torch.zeros_like(share)).sum()

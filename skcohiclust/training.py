@@ -28,7 +28,7 @@ import torch
 
 from .augment import ImageAugmentation
 from .callbacks import call_hook, notify
-from .losses import balance_regularizer, hierarchical_contrastive_loss, nt_xent, tree_batch_statistics
+from .losses import balance_regularizer, hierarchical_contrastive_loss, leaf_balance, nt_xent, tree_batch_statistics
 from .neighbors import MAX_CANDIDATES, nearest_neighbors
 from .tree import level_slice, node_active_mask, node_probabilities
 from .tree_init import bisecting_hyperplanes, clustered_tree
@@ -38,6 +38,7 @@ __all__ = [
     "Trainer",
     "TrainingState",
     "pruning_schedule",
+    "learning_rate_factor",
     "native_bfloat16",
     "data_fingerprint",
     "tree_start_rows",
@@ -89,6 +90,12 @@ class TrainingConfig:
         ``k`` nearest neighbours in the representation are found, and the
         second view of each pair is a view of one of them, drawn at random
         (see :mod:`skcohiclust.neighbors`).
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"``: within each phase the learning rate falls from ``lr``
+        to zero along a half cosine, step by step (see :func:`learning_rate_factor`).
+    leaf_balance : float
+        Weight of :func:`~skcohiclust.losses.leaf_balance` in the tree
+        phase's objective (0: the paper's objective).
     """
 
     depth: int
@@ -106,6 +113,8 @@ class TrainingConfig:
     checkpoint_every: int = 1
     tree_init: str = "kmeans"
     n_neighbors: int = 0
+    lr_schedule: str = "constant"
+    leaf_balance: float = 0.0
 
 
 #: Training rows the data-dependent tree starts look at, at most.
@@ -178,6 +187,43 @@ def pruning_schedule(n_remove: int, start: int, stop: int) -> np.ndarray:
         epochs = start + (np.arange(n_remove) * (stop - start)) // n_remove
         np.add.at(counts, epochs, 1)
     return counts
+
+
+def learning_rate_factor(epoch: float, warmup_epochs: int, max_epochs: int, schedule: str) -> float:
+    """The learning rate at a point of training, as a fraction of ``lr``.
+
+    ``"constant"`` is 1 throughout.  ``"cosine"`` restarts a half cosine
+    from 1 down to 0 at the start of each phase, the warm-up
+    (``[0, warmup_epochs)``) and the tree phase (``[warmup_epochs,
+    max_epochs)``), so that the representation has settled when the
+    k-means start reads it and again when training ends.  Epochs past
+    ``max_epochs`` (a warm start, more ``partial_fit`` calls than planned)
+    follow further cycles of ``max_epochs`` epochs each.
+
+    Parameters
+    ----------
+    epoch : float
+        Epochs completed, with the fraction of the current one (step ``i``
+        of ``n`` in epoch ``e`` is ``e + i / n``).
+    warmup_epochs, max_epochs : int
+        The phases' bounds.
+    schedule : {"constant", "cosine"}
+
+    Returns
+    -------
+    float
+        In ``(0, 1]``.
+    """
+    if schedule == "constant":
+        return 1.0
+    if epoch < warmup_epochs:
+        start, length = 0, warmup_epochs
+    elif epoch < max_epochs:
+        start, length = warmup_epochs, max_epochs - warmup_epochs
+    else:
+        start, length = max_epochs + ((epoch - max_epochs) // max_epochs) * max_epochs, max_epochs
+    # (1 + cos(pi t)) / 2 written as cos(pi t / 2)**2, which stays above zero up to the phase's end
+    return float(np.cos(0.5 * np.pi * (epoch - start) / length) ** 2)
 
 
 def data_fingerprint(X, n_rows: int = 64) -> str:
@@ -395,6 +441,8 @@ class Trainer:
         if tree_phase:
             tree = hierarchical_contrastive_loss(stats, depth)
             reg = balance_regularizer(stats, depth, node_mask) * 2.0**-depth
+            if self.config.leaf_balance:
+                reg = reg + self.config.leaf_balance * leaf_balance(stats, depth, node_mask)
             loss = loss + tree + reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -511,6 +559,12 @@ class Trainer:
         rows = self.source.take(unique)
         return rows[torch.as_tensor(inverse.reshape(-1), device=rows.device)]
 
+    def _set_learning_rate(self, epoch: float) -> None:
+        config = self.config
+        lr = config.lr * learning_rate_factor(epoch, config.warmup_epochs, config.max_epochs, config.lr_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     # -- one epoch --------------------------------------------------------------------------
     def _batches(self):
         n = len(self.source)
@@ -547,6 +601,7 @@ class Trainer:
         refresh = max(1, len(batches) // 10)
         try:
             for done, indices in enumerate(batches, start=1):
+                self._set_learning_rate(self.epoch + (done - 1) / len(batches))
                 partner = None if neighbors is None else self._partner_batch(indices, neighbors)
                 terms, leaf_mass = self.step(self.source.take(indices), tree_phase, node_mask, partner)
                 sums += terms

@@ -131,3 +131,55 @@ def test_nt_xent_is_lower_for_matching_views():
     assert losses.nt_xent(z, z + 0.01 * torch.randn(16, 8, generator=g), 0.5) < losses.nt_xent(
         z, torch.randn(16, 8, generator=g), 0.5
     )
+
+
+@pytest.mark.parametrize("depth,batch", [(1, 3), (3, 5), (4, 6)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_leaf_balance_is_the_kl_divergence_to_uniform_over_active_leaves(depth, batch, masked):
+    logits = _views(batch, depth, seed=depth + batch)
+    leaf_mask = torch.ones(2**depth, dtype=torch.bool)
+    if masked:
+        leaf_mask[0] = False
+    node_mask = tree.node_active_mask(leaf_mask, depth) if masked else None
+
+    def fast(lg):
+        nodes = tree.node_probabilities(torch.sigmoid(lg), depth)
+        return losses.leaf_balance(losses.tree_batch_statistics(nodes[:batch], nodes[batch:], node_mask), depth, node_mask)
+
+    def direct(lg):
+        leaves = tree.node_probabilities(torch.sigmoid(lg), depth)[:, tree.level_slice(depth)][:, leaf_mask]
+        m = leaves.mean(0) / leaves.mean(0).sum()
+        uniform = torch.full_like(m, 1 / len(m))
+        return (m * torch.log(m / uniform)).sum()
+
+    got, want = fast(logits), direct(logits)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert got > 0 if int(leaf_mask.sum()) > 1 else got == 0  # one leaf is always balanced
+    (g1,) = torch.autograd.grad(got, logits)
+    (g2,) = torch.autograd.grad(direct(logits), logits)
+    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-10)
+
+
+def _stats_of_leaf_masses(leaf_mass, depth):
+    """Batch statistics whose mean node masses follow from the given leaf masses (one pair)."""
+    node_mass = torch.cat([leaf_mass.reshape(2**level, -1).sum(1) for level in range(1, depth + 1)])
+    return losses.TreeBatchStatistics(None, None, None, sum_mass=2 * node_mass, n_pairs=1)
+
+
+def test_leaf_balance_is_zero_for_equal_leaves_where_the_papers_regulariser_is_not_smallest():
+    # the 10 leaves a k-means start arranged in a depth-4 tree on Fashion-MNIST: (0 (4 (6 7))) ((8 10) ((12 13) (14 15)))
+    depth = 4
+    leaf_mask = torch.zeros(16, dtype=torch.bool)
+    leaf_mask[[0, 4, 6, 7, 8, 10, 12, 13, 14, 15]] = True
+    node_mask = tree.node_active_mask(leaf_mask, depth)
+    equal = torch.where(leaf_mask, 0.1, 0.0).double()
+    # the leaf masses that minimise the paper's regulariser on this tree (found numerically)
+    skewed = torch.zeros(16, dtype=torch.float64)
+    skewed[leaf_mask] = torch.tensor([0.126, 0.105, 0.105, 0.105, 0.112, 0.112, 0.084, 0.084, 0.084, 0.084]).double()
+    skewed /= skewed.sum()
+    stats_equal, stats_skewed = _stats_of_leaf_masses(equal, depth), _stats_of_leaf_masses(skewed, depth)
+    assert abs(float(losses.leaf_balance(stats_equal, depth, node_mask))) < 1e-12
+    assert losses.leaf_balance(stats_skewed, depth, node_mask) > 1e-3
+    assert losses.balance_regularizer(stats_skewed, depth, node_mask) < losses.balance_regularizer(
+        stats_equal, depth, node_mask
+    )

@@ -447,3 +447,88 @@ def test_no_warning_in_a_plain_fit(X):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CoHiClust(max_epochs=2, **PARAMS).fit(X).partial_fit(X)
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+def test_learning_rate_factor_is_a_half_cosine_restarted_at_each_phase():
+    factor = training.learning_rate_factor
+    assert all(factor(e, 4, 10, "constant") == 1.0 for e in np.linspace(0, 25, 51))
+    # warm-up [0, 4): from 1 down towards 0; tree phase [4, 10): from 1 again; then cycles of 10 epochs
+    for start, length in ((0, 4), (4, 6), (10, 10), (20, 10)):
+        assert factor(start, 4, 10, "cosine") == 1.0
+        assert factor(start + length / 2, 4, 10, "cosine") == pytest.approx(0.5)
+        assert factor(start + length / 4, 4, 10, "cosine") == pytest.approx((1 + np.sqrt(0.5)) / 2)
+        assert 0 < factor(start + length - 1e-9, 4, 10, "cosine") < 1e-12
+        inside = [factor(e, 4, 10, "cosine") for e in np.linspace(start, start + length, 40, endpoint=False)]
+        assert np.all(np.diff(inside) < 0)
+    assert factor(0.5, 0, 4, "cosine") == pytest.approx((1 + np.cos(np.pi / 8)) / 2)  # no warm-up
+
+
+def test_cosine_schedule_sets_the_rate_of_every_step(X, monkeypatch):
+    seen = []
+    original = training.Trainer.step
+
+    def spy(trainer, *args, **kwargs):
+        seen.append((trainer.epoch, trainer.optimizer.param_groups[0]["lr"]))
+        return original(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "step", spy)
+    CoHiClust(max_epochs=5, lr=0.01, lr_schedule="cosine", **dict(PLAIN, warmup_epochs=2, batch_size=100)).fit(X)
+    steps = len(X) // 100
+    assert len(seen) == 5 * steps
+    expected = [
+        0.01 * training.learning_rate_factor(epoch + i / steps, 2, 5, "cosine")
+        for epoch in range(5)
+        for i in range(steps)
+    ]
+    assert [lr for _, lr in seen] == pytest.approx(expected, rel=1e-12)
+    assert seen[0][1] == seen[2 * steps][1] == 0.01  # each phase starts at lr
+    seen.clear()
+    CoHiClust(max_epochs=2, lr=0.01, **dict(PLAIN, batch_size=100)).fit(X)
+    assert {lr for _, lr in seen} == {0.01}  # "constant", the default
+
+
+def test_cosine_schedule_follows_the_epoch_count_in_partial_fit_and_resume(X, tmp_path):
+    params = dict(PARAMS, lr_schedule="cosine", max_epochs=4)
+    full = CoHiClust(**params).fit(X)
+    model = CoHiClust(**params)
+    for _ in range(4):
+        model.partial_fit(X)
+    assert _losses(model.history_) == _losses(full.history_)
+    assert _same_parameters(model, full)
+    # a run interrupted (Ctrl-C) after epoch 3 resumes from its checkpoint exactly
+
+    def interrupt(history):
+        if len(history) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        stopped = CoHiClust(**params, checkpoint_dir=tmp_path, callbacks=[interrupt]).fit(X)
+    assert len(stopped.history_) == 3
+    resumed = CoHiClust(**params, checkpoint_dir=tmp_path).fit(X)
+    assert _losses(resumed.history_) == _losses(full.history_)
+    assert _same_parameters(resumed, full)
+    assert _losses(CoHiClust(**dict(params, lr_schedule="constant")).fit(X).history_) != _losses(full.history_)
+
+
+# ---------------------------------------------------------------- leaf balance
+def test_leaf_balance_joins_the_objective_of_the_tree_phase_only(X):
+    plain = CoHiClust(max_epochs=3, **PLAIN).fit(X)
+    balanced = CoHiClust(max_epochs=3, leaf_balance=2.0, **PLAIN).fit(X)
+    assert _losses(plain.history_)[0] == _losses(balanced.history_)[0]  # the same warm-up epoch
+    # in the tree phase the regulariser entry carries the weighted KL divergence on top: never below the paper's
+    assert all(b["regularizer"] != p["regularizer"] for b, p in zip(balanced.history_[1:], plain.history_[1:]))
+    assert not _same_parameters(plain, balanced)
+
+
+def test_leaf_balance_evens_out_the_leaves(small_digits):
+    images, _ = small_digits
+    params = dict(depth=3, n_clusters=5, max_epochs=10, batch_size=100, backbone="mlp", random_state=0)
+
+    def divergence_from_equal_leaves(model):  # of the mean leaf probabilities, what the term pulls on
+        leaf = model.node_mass_[-(2**3) :]
+        share = leaf[model.module_.leaf_mask.numpy()] / leaf.sum()
+        return float((share * np.log(share * len(share))).sum())
+
+    plain, balanced = (divergence_from_equal_leaves(CoHiClust(leaf_balance=w, **params).fit(images)) for w in (0.0, 5.0))
+    assert balanced < plain / 2, (plain, balanced)
