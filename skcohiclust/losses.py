@@ -216,7 +216,7 @@ def leaf_balance(stats: TreeBatchStatistics, depth: int, node_mask: torch.Tensor
     Parameters
     ----------
     stats : TreeBatchStatistics
-        From :func:`tree_batch_statistics`.
+        From :func:`tree_batch_statistics`, given the same ``node_mask``.
     depth : int
         Depth of the tree.
     node_mask : torch.Tensor, optional
@@ -228,9 +228,8 @@ def leaf_balance(stats: TreeBatchStatistics, depth: int, node_mask: torch.Tensor
     torch.Tensor
         Scalar, ``>= 0`` up to rounding.
     """
-    mass = stats.sum_mass[level_slice(depth)]
+    mass = stats.sum_mass[level_slice(depth)]  # masked leaves hold 0 (tree_batch_statistics zeroes them)
     active = torch.ones_like(mass, dtype=torch.bool) if node_mask is None else node_mask[level_slice(depth)].bool()
-    mass = torch.where(active, mass, torch.zeros_like(mass))
     share = mass / mass.sum().clamp_min(LOG_EPS)
     n_active = active.sum().to(share.dtype)
     return torch.where(active, share * torch.log((share * n_active).clamp_min(LOG_EPS)), torch.zeros_like(share)).sum()

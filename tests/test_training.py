@@ -516,7 +516,7 @@ def test_leaf_balance_joins_the_objective_of_the_tree_phase_only(X):
     plain = CoHiClust(max_epochs=3, **PLAIN).fit(X)
     balanced = CoHiClust(max_epochs=3, leaf_balance=2.0, **PLAIN).fit(X)
     assert _losses(plain.history_)[0] == _losses(balanced.history_)[0]  # the same warm-up epoch
-    # in the tree phase the regulariser entry carries the weighted KL divergence on top: never below the paper's
+    # in the tree phase the regulariser entry carries the weighted KL divergence on top of the paper's term
     assert all(b["regularizer"] != p["regularizer"] for b, p in zip(balanced.history_[1:], plain.history_[1:]))
     assert not _same_parameters(plain, balanced)
 
