@@ -113,8 +113,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         leaves (their KL divergence from uniform, as SCAN's entropy term;
         see :func:`~skcohiclust.losses.leaf_balance`).  The paper's balance
         regulariser, kept at its weight ``2**-depth``, balances the two
-        children of every node, which equalises the leaves only in a full
-        tree, and weakly.  It assumes clusters of similar size: lower it, or
+        children of every node, which equalises the leaves in a full tree
+        but not in every pruned one, and weakly.  It assumes clusters of similar size: lower it, or
         set 0 (the paper's objective), when the clusters sought are very
         unequal.
     weight_decay : float, default=1e-6

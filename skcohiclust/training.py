@@ -742,8 +742,7 @@ class Trainer:
 
     def _load_training_part(self, part: dict) -> None:
         self.optimizer.load_state_dict(part["optimizer"])
-        for group in self.optimizer.param_groups:  # the settings of this run win
-            group["lr"] = self.config.lr
+        for group in self.optimizer.param_groups:  # this run's settings win (its lr is set at every step)
             group["weight_decay"] = self.config.weight_decay
         self.seed = int(part["seed"])
         self.epoch = int(part["epoch"])
