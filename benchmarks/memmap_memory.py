@@ -227,22 +227,33 @@ def markdown(result: dict) -> str:
     rows = [
         ["data", f"{fit['n_images']:,} Fashion-MNIST images (70k x {result['copies']}), 28x28 uint8 memmap"],
         ["file size", f"{fit['file_mb']:.0f} MB"],
-        ["fit", f"1 epoch, batch {fit['batch_size']} ({fit['n_batches']} batches), depth {fit['depth']}, "
-                f"tiny custom backbone, {fit['fit_seconds']:.0f} s"],
+        [
+            "fit",
+            f"1 epoch, batch {fit['batch_size']} ({fit['n_batches']} batches), depth {fit['depth']}, "
+            f"tiny custom backbone, {fit['fit_seconds']:.0f} s",
+        ],
         ["RssAnon before fit (after imports and a warm-up fit)", f"{fit['rss_anon_before_mb']:.0f} MB"],
-        ["**RssAnon peak increase during fit**", f"**{fit['rss_anon_increase_mb']:.0f} MB** "
-                                                  f"({100 * fit['rss_anon_increase_mb'] / fit['file_mb']:.0f}% "
-                                                  "of the file)"],
+        [
+            "**RssAnon peak increase during fit**",
+            f"**{fit['rss_anon_increase_mb']:.0f} MB** "
+            f"({100 * fit['rss_anon_increase_mb'] / fit['file_mb']:.0f}% "
+            "of the file)",
+        ],
         ["one copy of the per-sample outputs (leaf probabilities, labels)", f"{fit['per_sample_outputs_mb']:.0f} MB"],
         ["RssAnon retained after fit", f"{fit['rss_anon_retained_mb']:.0f} MB"],
         ["RssFile peak increase (memmap pages read, reclaimable)", f"{fit['rss_file_increase_mb']:.0f} MB"],
         ["VmHWM (peak total RSS)", f"{fit['vm_hwm_mb']:.0f} MB"],
-        [f"warm-up fit (first {warmup['n_images']:,} images; the process's first fit, not counted above)",
-         f"RssAnon +{warmup['rss_anon_increase_mb']:.0f} MB, {warmup['fit_seconds']:.0f} s"],
-        ["float32 memmap validation", f"{check['n_images']:,} images, {check['file_mb']:.0f} MB: "
-                                      f"RssAnon +{check['rss_anon_increase_mb']:.1f} MB, "
-                                      f"RssFile +{check['rss_file_increase_mb']:.0f} MB, "
-                                      f"no copy: {check['no_copy']}, {check['seconds']:.1f} s"],
+        [
+            f"warm-up fit (first {warmup['n_images']:,} images; the process's first fit, not counted above)",
+            f"RssAnon +{warmup['rss_anon_increase_mb']:.0f} MB, {warmup['fit_seconds']:.0f} s",
+        ],
+        [
+            "float32 memmap validation",
+            f"{check['n_images']:,} images, {check['file_mb']:.0f} MB: "
+            f"RssAnon +{check['rss_anon_increase_mb']:.1f} MB, "
+            f"RssFile +{check['rss_file_increase_mb']:.0f} MB, "
+            f"no copy: {check['no_copy']}, {check['seconds']:.1f} s",
+        ],
     ]
     return "\n".join(
         [

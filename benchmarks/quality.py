@@ -255,7 +255,9 @@ def run_deepect(X, y, seed, args, scale):
         tree = copy.deepcopy(model.tree_)
         tree.prune_to_n_leaf_nodes(N_CLUSTERS, model.labels_)
         leaf_labels, linkage = clustpy_tree_to_linkage(tree, model.labels_)
-        cut = Outcome(leaf_labels, linkage, seconds, str(device), y, notes=settings + f"; tree cut to {N_CLUSTERS} leaves")
+        cut = Outcome(
+            leaf_labels, linkage, seconds, str(device), y, notes=settings + f"; tree cut to {N_CLUSTERS} leaves"
+        )
     else:
         cut = dataclasses.replace(whole, notes=settings + f"; the tree has only {n_leaves} leaves: not cut")
     return cut, whole
@@ -392,7 +394,12 @@ def merge_rows(old, new):
     """``old`` rows with those of the same (method, seed) as a new row replaced, methods in benchmark order."""
     replaced = {(r["method"], r["seed"]) for r in new}
     rows = [r for r in old if (r["method"], r["seed"]) not in replaced] + list(new)
-    order = {m: i for i, m in enumerate(("CoHiClust", "CoHiClust-unpruned", "KMeans", "Agglomerative-Ward", "DeepECT", "DeepECT-unpruned"))}
+    order = {
+        m: i
+        for i, m in enumerate(
+            ("CoHiClust", "CoHiClust-unpruned", "KMeans", "Agglomerative-Ward", "DeepECT", "DeepECT-unpruned")
+        )
+    }
     return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
 
 
@@ -419,7 +426,9 @@ def bar_report(dataset, rows):
         references = {"DeepECT, published (TreeVAE's re-run)": {"acc": 0.518, "dp": 0.449}}
         measured = [r for r in rows if r["method"] == "DeepECT"]
         if measured:
-            references["DeepECT, measured here"] = {m: float(np.nanmean([r[m] for r in measured])) for m in ("acc", "dp")}
+            references["DeepECT, measured here"] = {
+                m: float(np.nanmean([r[m] for r in measured])) for m in ("acc", "dp")
+            }
         for name, ref in references.items():
             for metric in ("dp", "acc"):
                 mean = float(np.nanmean([r[metric] for r in mine]))
@@ -443,9 +452,15 @@ def markdown_section(dataset, rows, machine, limit, command) -> str:
         seeds = ",".join(str(r["seed"]) for r in group)
         leaves = "/".join(sorted({str(r["n_clusters"]) for r in group}, key=int))
         cells = [method, leaves] + [mean_std([r[m] for r in group]) for m in METRICS]
-        cells += [mean_std([r["fit_seconds"] for r in group], digits=1), seeds, "/".join(sorted({r["device"] for r in group}))]
+        cells += [
+            mean_std([r["fit_seconds"] for r in group], digits=1),
+            seeds,
+            "/".join(sorted({r["device"] for r in group})),
+        ]
         table.append(cells)
-    lines.append(markdown_table(["Method", "leaves", "ACC", "NMI", "ARI", "DP", "LP", "fit (s)", "seeds", "device"], table))
+    lines.append(
+        markdown_table(["Method", "leaves", "ACC", "NMI", "ARI", "DP", "LP", "fit (s)", "seeds", "device"], table)
+    )
     notes = [f"- {method}: {group[0]['notes']}" for method, group in summary_rows(rows) if group[0]["notes"]]
     if notes:
         lines.append("\nSettings and notes (first seed):\n")
@@ -481,16 +496,29 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--max-epochs", type=int, default=None, help="CoHiClust max_epochs (overrides the data set's)")
-    parser.add_argument("--limit", type=int, default=None, help="score a fixed random subsample of this size (quick check)")
-    parser.add_argument("--device", default="auto", help="for CoHiClust and DeepECT: auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--deepect-seeds", type=int, nargs="+", default=None, help="seeds for DeepECT (default: the first of --seeds)")
     parser.add_argument(
-        "--deepect-epochs", type=int, nargs=2, default=list(DEEPECT_EPOCHS), metavar=("PRETRAIN", "CLUSTERING"),
+        "--limit", type=int, default=None, help="score a fixed random subsample of this size (quick check)"
+    )
+    parser.add_argument("--device", default="auto", help="for CoHiClust and DeepECT: auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--deepect-seeds", type=int, nargs="+", default=None, help="seeds for DeepECT (default: the first of --seeds)"
+    )
+    parser.add_argument(
+        "--deepect-epochs",
+        type=int,
+        nargs=2,
+        default=list(DEEPECT_EPOCHS),
+        metavar=("PRETRAIN", "CLUSTERING"),
         help=f"DeepECT's pretraining and clustering epochs (default: ClustPy's {DEEPECT_EPOCHS[0]} {DEEPECT_EPOCHS[1]})",
     )
     parser.add_argument("--ward-max-samples", type=int, default=WARD_MAX_SAMPLES)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--markdown", type=Path, default=None, help="file for the table (default: benchmarks/BENCHMARKS.md; none with --limit)")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="file for the table (default: benchmarks/BENCHMARKS.md; none with --limit)",
+    )
     parser.add_argument("--no-markdown", action="store_true", help="do not write the markdown table")
     parser.add_argument("--verbose", type=int, default=0, help="CoHiClust's verbose")
     args = parser.parse_args(argv)
@@ -526,7 +554,10 @@ def main(argv=None):
         row = score(args.dataset, method, seed, outcome)
         new_rows.append(row)
         print_row(row)
-        write_json(results_path, {"dataset": args.dataset, "machine": machine, "command": command, "rows": merge_rows(previous, new_rows)})
+        write_json(
+            results_path,
+            {"dataset": args.dataset, "machine": machine, "command": command, "rows": merge_rows(previous, new_rows)},
+        )
 
     for seed in args.seeds:
         for method in args.methods:
@@ -547,7 +578,9 @@ def main(argv=None):
     print_table(rows)
     print(f"rows written to {results_path}")
     if markdown is not None and rows:
-        replace_section(f"quality-{args.dataset}", markdown_section(args.dataset, rows, machine, args.limit, command), markdown)
+        replace_section(
+            f"quality-{args.dataset}", markdown_section(args.dataset, rows, machine, args.limit, command), markdown
+        )
         print(f"table written to {markdown}")
     return rows
 

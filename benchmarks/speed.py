@@ -524,7 +524,9 @@ def bench_step(X, device, mixed_precision, settings, log):
     trainer, step = make_trainer(X, 4, device, mixed_precision)
     limit = make_backbone_limit(trainer, device)
     n = settings["step_per_round"]
-    times = interleaved_times({"step": step, "limit": limit}, settings["step_rounds"], {"step": n, "limit": n}, device, 2)
+    times = interleaved_times(
+        {"step": step, "limit": limit}, settings["step_rounds"], {"step": n, "limit": n}, device, 2
+    )
     step_s, limit_s = _median(times["step"]), _median(times["limit"])
     result = {
         "batch": BATCH,
@@ -582,8 +584,7 @@ def bench_precision(X, device, settings, log):
     ]
     for r in rows:
         log(f"  {r['configuration']}: {r['images_per_s']:.0f} img/s, {r['speedup']:.2f}x")
-    return {"batch": BATCH, "depth": 4, "rows": rows, "times_s": times,
-            "default_vs_float32": rows[-1]["speedup"]}
+    return {"batch": BATCH, "depth": 4, "rows": rows, "times_s": times, "default_vs_float32": rows[-1]["speedup"]}
 
 
 def _per_round(times, per_round):
@@ -733,7 +734,9 @@ def bench_augment(X, device, settings, log):
             failures[name] = f"{type(exc).__name__}: {exc}"
             log(f"  {name} skipped: {failures[name]}")
             continue
-        counts[name] = max(1, min(settings["augment_batches"], int(per_batch_budget * settings["augment_batches"] / seconds)))
+        counts[name] = max(
+            1, min(settings["augment_batches"], int(per_batch_budget * settings["augment_batches"] / seconds))
+        )
 
         def run(one=one, count=counts[name]):
             for _ in range(count):
@@ -781,9 +784,13 @@ def bench_single_thread(X, device, settings, log):
         tree = bench_tree(
             device, dict(settings, tree_configs=[(512, 4)], tree_ref_max_reps=settings["single_ref_reps"]), log, False
         )
-        step = bench_step(X, device, False, dict(settings, step_rounds=settings["single_step_rounds"], step_per_round=1), log)
+        step = bench_step(
+            X, device, False, dict(settings, step_rounds=settings["single_step_rounds"], step_per_round=1), log
+        )
         augment = bench_augment(X, device, dict(settings, augment_rounds=settings["single_augment_rounds"]), log)
-        depth = bench_depth(X, device, False, dict(settings, depths=(4, 8), depth_rounds=settings["single_step_rounds"]), log)
+        depth = bench_depth(
+            X, device, False, dict(settings, depths=(4, 8), depth_rounds=settings["single_step_rounds"]), log
+        )
     finally:
         torch.set_num_threads(previous)
     return {
@@ -1061,77 +1068,170 @@ def summary_rows(results: dict):
     limit = "reference: (2B)² gathers and pair-wise products per level; ours: O(B·2^D) sums, a few dozen small ops"
     if reg_ratio is not None and abs(reg_ratio - 1) > 1e-4:
         limit += f"; NB the package's regulariser is {reg_ratio:.3g}× the published one (level weights)"
-    rows.append(["Tree loss fwd+bwd, B=512, D=4, vs pair-by-pair reference", f"≥ {BAR_TREE_SPEEDUP:.0f}×",
-                 _fmt(t, ".0f") + ("×" if t else ""), _met(t, lambda v: v >= BAR_TREE_SPEEDUP), limit])
+    rows.append(
+        [
+            "Tree loss fwd+bwd, B=512, D=4, vs pair-by-pair reference",
+            f"≥ {BAR_TREE_SPEEDUP:.0f}×",
+            _fmt(t, ".0f") + ("×" if t else ""),
+            _met(t, lambda v: v >= BAR_TREE_SPEEDUP),
+            limit,
+        ]
+    )
     single = results.get("single-thread", {})
     t1 = h["tree_loss_speedup_b512_d4_1thread"]
     if t1 is not None:
         c = single["tree"]["configs"][0]
-        rows.append(["… the same with 1 torch thread", f"≥ {BAR_TREE_SPEEDUP:.0f}×", f"{t1:.0f}×",
-                     _met(t1, lambda v: v >= BAR_TREE_SPEEDUP),
-                     f"ours {c['ours_ms']:.2f} ms vs reference {c['reference_ms']:.0f} ms"])
+        rows.append(
+            [
+                "… the same with 1 torch thread",
+                f"≥ {BAR_TREE_SPEEDUP:.0f}×",
+                f"{t1:.0f}×",
+                _met(t1, lambda v: v >= BAR_TREE_SPEEDUP),
+                f"ours {c['ours_ms']:.2f} ms vs reference {c['reference_ms']:.0f} ms",
+            ]
+        )
     s = h["step_vs_backbone_limit"]
-    measured = "–" if s is None else (
-        f"{100 * s:.1f}% (medians {step['step_images_per_s']:.0f} vs {step['limit_images_per_s']:.0f} img/s)"
+    measured = (
+        "–"
+        if s is None
+        else (f"{100 * s:.1f}% (medians {step['step_images_per_s']:.0f} vs {step['limit_images_per_s']:.0f} img/s)")
     )
-    rows.append(["Training step (batch 256, default CNN, 28×28) vs backbone fwd+bwd limit", f"≥ {100 * BAR_STEP_FRACTION:.0f}%",
-                 measured, _met(s, lambda v: v >= BAR_STEP_FRACTION),
-                 "the backbone's convolutions; the rest of the step (views, heads, losses, Adam on all) "
-                 + ("" if s is None else _overhead(step))])
+    rows.append(
+        [
+            "Training step (batch 256, default CNN, 28×28) vs backbone fwd+bwd limit",
+            f"≥ {100 * BAR_STEP_FRACTION:.0f}%",
+            measured,
+            _met(s, lambda v: v >= BAR_STEP_FRACTION),
+            "the backbone's convolutions; the rest of the step (views, heads, losses, Adam on all) "
+            + ("" if s is None else _overhead(step)),
+        ]
+    )
     s1 = h["step_vs_backbone_limit_1thread"]
     if s1 is not None:
         st = single["step"]
-        rows.append(["… the same with 1 torch thread", f"≥ {100 * BAR_STEP_FRACTION:.0f}%",
-                     f"{100 * s1:.1f}% ({st['step_images_per_s']:.0f} vs {st['limit_images_per_s']:.0f} img/s)",
-                     _met(s1, lambda v: v >= BAR_STEP_FRACTION), "the rest of the step " + _overhead(st)])
+        rows.append(
+            [
+                "… the same with 1 torch thread",
+                f"≥ {100 * BAR_STEP_FRACTION:.0f}%",
+                f"{100 * s1:.1f}% ({st['step_images_per_s']:.0f} vs {st['limit_images_per_s']:.0f} img/s)",
+                _met(s1, lambda v: v >= BAR_STEP_FRACTION),
+                "the rest of the step " + _overhead(st),
+            ]
+        )
     precision = results.get("precision", {})
     if precision.get("rows"):
         first, last = precision["rows"][0], precision["rows"][-1]
-        rows.append(["Training step: bfloat16 autocast + channels-last (default here) vs float32 channels-first",
-                     "report", f"{last['speedup']:.2f}× ({last['images_per_s']:.0f} vs {first['images_per_s']:.0f} img/s)",
-                     "–", "oneDNN's bfloat16 and channels-last convolutions (AVX512-BF16); see the table below"])
+        rows.append(
+            [
+                "Training step: bfloat16 autocast + channels-last (default here) vs float32 channels-first",
+                "report",
+                f"{last['speedup']:.2f}× ({last['images_per_s']:.0f} vs {first['images_per_s']:.0f} img/s)",
+                "–",
+                "oneDNN's bfloat16 and channels-last convolutions (AVX512-BF16); see the table below",
+            ]
+        )
     a = h["augment_vs_dataloader"]
-    measured = "–" if a is None else (
-        f"{a:.1f}× ({aug['images_per_s']['ours']:.0f} vs {aug['images_per_s'][aug['best_torchvision']]:.0f} img/s, "
-        f"best torchvision = {aug['best_torchvision']})"
+    measured = (
+        "–"
+        if a is None
+        else (
+            f"{a:.1f}× ({aug['images_per_s']['ours']:.0f} vs {aug['images_per_s'][aug['best_torchvision']]:.0f} img/s, "
+            f"best torchvision = {aug['best_torchvision']})"
+        )
     )
-    rows.append(["Two views per image: batched augmentation vs per-image torchvision + DataLoader", "report",
-                 measured, "–", "ours: one grid_sample per batch; torchvision: PIL affine per image, collation"])
+    rows.append(
+        [
+            "Two views per image: batched augmentation vs per-image torchvision + DataLoader",
+            "report",
+            measured,
+            "–",
+            "ours: one grid_sample per batch; torchvision: PIL affine per image, collation",
+        ]
+    )
     a1 = h["augment_vs_dataloader_1thread"]
     if a1 is not None:
         au = single["augment"]
-        rows.append(["… the same with 1 torch thread (DataLoader workers always use 1)", "report",
-                     f"{a1:.1f}× ({au['images_per_s']['ours']:.0f} vs {au['images_per_s'][au['best_torchvision']]:.0f} img/s, "
-                     f"best = {au['best_torchvision']})", "–", "–"])
+        rows.append(
+            [
+                "… the same with 1 torch thread (DataLoader workers always use 1)",
+                "report",
+                f"{a1:.1f}× ({au['images_per_s']['ours']:.0f} vs {au['images_per_s'][au['best_torchvision']]:.0f} img/s, "
+                f"best = {au['best_torchvision']})",
+                "–",
+                "–",
+            ]
+        )
     d = h["depth8_vs_depth4"]
-    rows.append(["Step time, depth 8 vs depth 4", f"≤ {BAR_DEPTH8}×", _fmt(d, ".3f") + ("×" if d else ""),
-                 _met(d, lambda v: v <= BAR_DEPTH8),
-                 "the tree terms at depth 8 work on (2B × 510) tensors: each of their ops is a parallel region"])
+    rows.append(
+        [
+            "Step time, depth 8 vs depth 4",
+            f"≤ {BAR_DEPTH8}×",
+            _fmt(d, ".3f") + ("×" if d else ""),
+            _met(d, lambda v: v <= BAR_DEPTH8),
+            "the tree terms at depth 8 work on (2B × 510) tensors: each of their ops is a parallel region",
+        ]
+    )
     d1 = h["depth8_vs_depth4_1thread"]
     if d1 is not None:
-        rows.append(["… the same with 1 torch thread", f"≤ {BAR_DEPTH8}×", f"{d1:.3f}×", _met(d1, lambda v: v <= BAR_DEPTH8),
-                     "the backbone; the tree costs O(B·2^D) and stays small"])
+        rows.append(
+            [
+                "… the same with 1 torch thread",
+                f"≤ {BAR_DEPTH8}×",
+                f"{d1:.3f}×",
+                _met(d1, lambda v: v <= BAR_DEPTH8),
+                "the backbone; the tree costs O(B·2^D) and stays small",
+            ]
+        )
     f = h["fit_fmnist_peak_rss_gib"]
     note = ""
     if fit and "error" not in fit:
-        note = (f"all {fit['rows']:,} images in one process (data {fit['data_mib']:.0f} MiB, process before fit "
-                f"{fit['rss_before_fit_gib']:.2f} GiB), {fit['epochs']} epoch of {fit['batches_per_epoch']} batches"
-                f"{'' if fit['full_epochs'] else ' (cut short)'} then the end-of-fit pass over all images")
+        note = (
+            f"all {fit['rows']:,} images in one process (data {fit['data_mib']:.0f} MiB, process before fit "
+            f"{fit['rss_before_fit_gib']:.2f} GiB), {fit['epochs']} epoch of {fit['batches_per_epoch']} batches"
+            f"{'' if fit['full_epochs'] else ' (cut short)'} then the end-of-fit pass over all images"
+        )
         check = [r for r in (memory.get("epochs_check") or []) if "error" not in r]
         if len(check) == 2:
-            note += (f"; on {check[0]['rows']:,} images: {check[0]['fit_peak_rss_gib']:.2f} GiB with 1 epoch, "
-                     f"{check[1]['fit_peak_rss_gib']:.2f} GiB with 2")
-    rows.append(["Peak RSS of `fit` on Fashion-MNIST", f"< {BAR_FIT_RSS_GIB:.0f} GiB", _fmt(f, ".2f") + (" GiB" if f else ""),
-                 _met(f, lambda v: v < BAR_FIT_RSS_GIB), note or "–"])
+            note += (
+                f"; on {check[0]['rows']:,} images: {check[0]['fit_peak_rss_gib']:.2f} GiB with 1 epoch, "
+                f"{check[1]['fit_peak_rss_gib']:.2f} GiB with 2"
+            )
+    rows.append(
+        [
+            "Peak RSS of `fit` on Fashion-MNIST",
+            f"< {BAR_FIT_RSS_GIB:.0f} GiB",
+            _fmt(f, ".2f") + (" GiB" if f else ""),
+            _met(f, lambda v: v < BAR_FIT_RSS_GIB),
+            note or "–",
+        ]
+    )
     p = h["predict_rows_per_s"]
     measured = "–" if p is None else f"{p:.0f} rows/s (transform {fit['transform_rows_per_s']:.0f})"
-    rows.append(["`predict` / `transform` throughput, default CNN", "report", measured, "–", "the backbone's forward, batches of 1024"])
+    rows.append(
+        [
+            "`predict` / `transform` throughput, default CNN",
+            "report",
+            measured,
+            "–",
+            "the backbone's forward, batches of 1024",
+        ]
+    )
     scaling = [r for r in (memory.get("predict_memory") or []) if "error" not in r]
     if scaling:
         measured = "; ".join(f"{r['rows']:,} rows: {r['extra_beyond_outputs_mib']:+.1f} MiB" for r in scaling)
-        flat = len(scaling) > 1 and abs(scaling[-1]["extra_beyond_outputs_mib"] - scaling[0]["extra_beyond_outputs_mib"]) < 64
-        rows.append(["`predict` peak memory beyond its output arrays", "must not grow with n", measured,
-                     "yes" if flat else "**no**", "batched (1024 rows); input checked without a copy"])
+        flat = (
+            len(scaling) > 1
+            and abs(scaling[-1]["extra_beyond_outputs_mib"] - scaling[0]["extra_beyond_outputs_mib"]) < 64
+        )
+        rows.append(
+            [
+                "`predict` peak memory beyond its output arrays",
+                "must not grow with n",
+                measured,
+                "yes" if flat else "**no**",
+                "batched (1024 rows); input checked without a copy",
+            ]
+        )
     return rows
 
 
@@ -1144,19 +1244,34 @@ def markdown_section(results, command):
         f"{machine['torch_threads']}. Command: `{command}`. Date: {machine['date']}.",
         "",
     ]
-    earlier = sorted({(v["date"], v["command"]) for k, v in results.items() if isinstance(v, dict) and "command" in v
-                      and v["command"] != command})
+    earlier = sorted(
+        {
+            (v["date"], v["command"])
+            for k, v in results.items()
+            if isinstance(v, dict) and "command" in v and v["command"] != command
+        }
+    )
     if earlier:
-        lines += ["Items measured by earlier runs: "
-                  + "; ".join(f"{', '.join(k for k, v in results.items() if isinstance(v, dict) and v.get('command') == c)}"
-                              f" (`{c}`, {d})" for d, c in earlier), ""]
+        lines += [
+            "Items measured by earlier runs: "
+            + "; ".join(
+                f"{', '.join(k for k, v in results.items() if isinstance(v, dict) and v.get('command') == c)}"
+                f" (`{c}`, {d})"
+                for d, c in earlier
+            ),
+            "",
+        ]
     load = results.get("load_average")
     if load:
         lines += [
             f"1-minute load average {load['start']:.1f} at the start and {load['end']:.1f} at the end on "
             f"{machine['usable_cores']} cores"
-            + (": **the machine was shared**, absolute times are noisy; the ratios, measured side by side and "
-               "interleaved, are what count." if results.get("shared_machine") else "."),
+            + (
+                ": **the machine was shared**, absolute times are noisy; the ratios, measured side by side and "
+                "interleaved, are what count."
+                if results.get("shared_machine")
+                else "."
+            ),
             "",
         ]
     probe = results.get("contention_probe")
@@ -1173,7 +1288,10 @@ def markdown_section(results, command):
             "work alone.",
             "",
         ]
-    lines += [markdown_table(["Measure", "Bar", "Measured", "Met", "What limits it / notes"], summary_rows(results)), ""]
+    lines += [
+        markdown_table(["Measure", "Bar", "Measured", "Met", "What limits it / notes"], summary_rows(results)),
+        "",
+    ]
     tree = results.get("tree")
     if tree:
         lines += [
@@ -1186,38 +1304,76 @@ def markdown_section(results, command):
             "the resident set.",
             "",
         ]
-        lines.append(markdown_table(
-            ["B", "depth", "ours (ms)", "reference (ms)", "reference calls", "speed-up", "peak memory ours / reference (MiB)"],
-            [[r["batch"], r["depth"], f"{r['ours_ms']:.2f}", f"{r['reference_ms']:.0f}", r["reference_reps"],
-              f"{r['speedup']:.0f}×", f"{_fmt(r['ours_peak_mib'], '.1f')} / {_fmt(r['reference_peak_mib'], '.0f')}"]
-             for r in tree["configs"]],
-        ))
+        lines.append(
+            markdown_table(
+                [
+                    "B",
+                    "depth",
+                    "ours (ms)",
+                    "reference (ms)",
+                    "reference calls",
+                    "speed-up",
+                    "peak memory ours / reference (MiB)",
+                ],
+                [
+                    [
+                        r["batch"],
+                        r["depth"],
+                        f"{r['ours_ms']:.2f}",
+                        f"{r['reference_ms']:.0f}",
+                        r["reference_reps"],
+                        f"{r['speedup']:.0f}×",
+                        f"{_fmt(r['ours_peak_mib'], '.1f')} / {_fmt(r['reference_peak_mib'], '.0f')}",
+                    ]
+                    for r in tree["configs"]
+                ],
+            )
+        )
         a = tree["agreement"]
-        lines += ["", (
-            f"Agreement at B={a['batch']}, D={a['depth']} with 3 leaves pruned (float32): hierarchical loss |Δ| = "
-            f"{a['tree_loss']['abs_diff']:.1e}, its gradient max |Δ| = {a['tree_loss_grad_max_abs_diff']:.1e} "
-            f"(max |grad| {a['tree_loss_grad_max_abs']:.1e}); regulariser ours / reference = "
-            f"{a['regularizer']['ratio_ours_over_reference']:.6f}, gradient max |Δ| = "
-            f"{a['regularizer_grad_max_abs_diff']:.1e}. `tests/test_reference_loss.py` checks both in float64."
-        ), ""]
+        lines += [
+            "",
+            (
+                f"Agreement at B={a['batch']}, D={a['depth']} with 3 leaves pruned (float32): hierarchical loss |Δ| = "
+                f"{a['tree_loss']['abs_diff']:.1e}, its gradient max |Δ| = {a['tree_loss_grad_max_abs_diff']:.1e} "
+                f"(max |grad| {a['tree_loss_grad_max_abs']:.1e}); regulariser ours / reference = "
+                f"{a['regularizer']['ratio_ours_over_reference']:.6f}, gradient max |Δ| = "
+                f"{a['regularizer_grad_max_abs_diff']:.1e}. `tests/test_reference_loss.py` checks both in float64."
+            ),
+            "",
+        ]
     precision = results.get("precision", {})
     if precision.get("rows"):
-        lines += ["Training step (batch 256, depth 4, default CNN, 28×28) by precision and memory order "
-                  "(interleaved, median; speed-up: median over rounds of the paired ratio):", ""]
-        lines.append(markdown_table(["configuration", "step (s)", "images/s", "speed-up"],
-                                    [[r["configuration"], f"{r['step_s']:.3f}", f"{r['images_per_s']:.0f}",
-                                      f"{r['speedup']:.2f}×"] for r in precision["rows"]]))
+        lines += [
+            "Training step (batch 256, depth 4, default CNN, 28×28) by precision and memory order "
+            "(interleaved, median; speed-up: median over rounds of the paired ratio):",
+            "",
+        ]
+        lines.append(
+            markdown_table(
+                ["configuration", "step (s)", "images/s", "speed-up"],
+                [
+                    [r["configuration"], f"{r['step_s']:.3f}", f"{r['images_per_s']:.0f}", f"{r['speedup']:.2f}×"]
+                    for r in precision["rows"]
+                ],
+            )
+        )
         lines.append("")
     depth = results.get("depth")
     if depth:
         lines += ["Training step time by depth (interleaved, median):", ""]
-        lines.append(markdown_table(["depth", "step (s)", "relative to depth 4"],
-                                    [[r["depth"], f"{r['step_s']:.3f}", f"{r['relative_to_depth4']:.3f}"] for r in depth["rows"]]))
+        lines.append(
+            markdown_table(
+                ["depth", "step (s)", "relative to depth 4"],
+                [[r["depth"], f"{r['step_s']:.3f}", f"{r['relative_to_depth4']:.3f}"] for r in depth["rows"]],
+            )
+        )
         lines.append("")
     aug = results.get("augment")
     if aug:
         lines += ["Two augmented views per image, images per second (batch 256):", ""]
-        lines.append(markdown_table(["pipeline", "images/s"], [[k, f"{v:.0f}"] for k, v in aug["images_per_s"].items()]))
+        lines.append(
+            markdown_table(["pipeline", "images/s"], [[k, f"{v:.0f}"] for k, v in aug["images_per_s"].items()])
+        )
         lines.append("")
     return "\n".join(lines)
 
@@ -1261,14 +1417,24 @@ def _load_average():
 # ------------------------------------------------------------------------------------ main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (small settings, results/speed-quick.json)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a fast smoke run (small settings, results/speed-quick.json)"
+    )
     parser.add_argument("--items", nargs="+", choices=ITEMS, default=list(ITEMS), help="which items to run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (bfloat16 mixed precision)")
-    parser.add_argument("--fit-batches", type=int, default=None, help="batches per epoch of the memory fit (0: whole epochs)")
+    parser.add_argument(
+        "--fit-batches", type=int, default=None, help="batches per epoch of the memory fit (0: whole epochs)"
+    )
     parser.add_argument("--fit-epochs", type=int, default=None, help="epochs of the memory fit")
-    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of 3 training steps and exit")
-    parser.add_argument("--results", type=Path, default=None, help="JSON file (default results/speed.json, or speed-quick.json)")
-    parser.add_argument("--markdown", type=Path, default=None, help="markdown file (default BENCHMARKS.md; none with --quick)")
+    parser.add_argument(
+        "--profile", action="store_true", help="print a torch.profiler table of 3 training steps and exit"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=None, help="JSON file (default results/speed.json, or speed-quick.json)"
+    )
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="markdown file (default BENCHMARKS.md; none with --quick)"
+    )
     parser.add_argument("--no-markdown", action="store_true", help="do not write the markdown table")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)

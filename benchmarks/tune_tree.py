@@ -78,9 +78,7 @@ class Probe(Callback):
         entry.update(tree_scores(self.y, labels, linkage))
         entry.update(representation_scores(self.y, h, n_init=3))
         entry["used_leaves"] = int(mask.sum())
-        print(
-            json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}), flush=True
-        )
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}), flush=True)
         return self.stop_at is not None and len(history) >= self.stop_at
 
 

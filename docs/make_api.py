@@ -22,7 +22,11 @@ SECTIONS = [
     ("Hierarchy helpers", hierarchy, None),
     ("Losses", losses, None),
     ("Neighbours", neighbors, ["nearest_neighbors"]),
-    ("Networks", networks, ["SmallCNN", "MLP", "resnet_backbone", "ProjectionHead", "TreeHead", "CoHiClustNetwork", "build_network"]),
+    (
+        "Networks",
+        networks,
+        ["SmallCNN", "MLP", "resnet_backbone", "ProjectionHead", "TreeHead", "CoHiClustNetwork", "build_network"],
+    ),
 ]
 
 
@@ -47,12 +51,28 @@ def render() -> str:
         for name in names or getattr(module, "__all__", []):
             obj = getattr(module, name)
             kind = "class" if inspect.isclass(obj) else "function"
-            lines += [f"### `{name}{_signature(obj)}`", "", f"*{kind}*", "", "```text", inspect.getdoc(obj) or "", "```", ""]
+            lines += [
+                f"### `{name}{_signature(obj)}`",
+                "",
+                f"*{kind}*",
+                "",
+                "```text",
+                inspect.getdoc(obj) or "",
+                "```",
+                "",
+            ]
             if inspect.isclass(obj) and module is skcohiclust:
                 for method_name, member in _public_methods(obj):
                     target = member.fget if isinstance(member, property) else member
                     sig = "" if isinstance(member, property) else _signature(target)
-                    lines += [f"#### `{name}.{method_name}{sig}`", "", "```text", inspect.getdoc(target) or "", "```", ""]
+                    lines += [
+                        f"#### `{name}.{method_name}{sig}`",
+                        "",
+                        "```text",
+                        inspect.getdoc(target) or "",
+                        "```",
+                        "",
+                    ]
     return "\n".join(lines)
 
 

@@ -49,17 +49,21 @@ def main(argv=None):
 
     labels = model.labels_
     print(f"{model.n_clusters_} leaves after {args.max_epochs} epochs")
-    print(f"accuracy {cluster_accuracy(y, labels):.3f}  NMI {normalized_mutual_info_score(y, labels):.3f}  "
-          f"leaf purity {leaf_purity(y, labels):.3f}  "
-          f"dendrogram purity {dendrogram_purity(y, labels, model.tree_):.3f}")
+    print(
+        f"accuracy {cluster_accuracy(y, labels):.3f}  NMI {normalized_mutual_info_score(y, labels):.3f}  "
+        f"leaf purity {leaf_purity(y, labels):.3f}  "
+        f"dendrogram purity {dendrogram_purity(y, labels, model.tree_):.3f}"
+    )
     for level in range(model.depth + 1):
         print(f"level {level}: cluster sizes {np.bincount(model.labels_at_level(level)).tolist()}")
     print("Newick:", model.to_newick())
 
     names = majority_names(y, labels, model.n_clusters_, [str(d) for d in range(10)])
     fig = plot_tree(model, X, n_images=5, leaf_names=names)
-    fig.suptitle(f"CoHiClust on scikit-learn digits: depth {model.depth}, {model.n_clusters_} leaves, "
-                 "5 most typical digits per leaf")
+    fig.suptitle(
+        f"CoHiClust on scikit-learn digits: depth {model.depth}, {model.n_clusters_} leaves, "
+        "5 most typical digits per leaf"
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=72, metadata={"Software": None})
     print("saved", args.output)

@@ -62,16 +62,20 @@ def main(argv=None):
     model = CoHiClust(depth=4, n_clusters=10, max_epochs=args.max_epochs, random_state=0).fit(X)
     labels = model.labels_
     print(f"{len(X)} images, {model.n_clusters_} leaves after {args.max_epochs} epochs")
-    print(f"accuracy {cluster_accuracy(y, labels):.3f}  NMI {normalized_mutual_info_score(y, labels):.3f}  "
-          f"leaf purity {leaf_purity(y, labels):.3f}  "
-          f"dendrogram purity {dendrogram_purity(y, labels, model.tree_):.3f}")
+    print(
+        f"accuracy {cluster_accuracy(y, labels):.3f}  NMI {normalized_mutual_info_score(y, labels):.3f}  "
+        f"leaf purity {leaf_purity(y, labels):.3f}  "
+        f"dendrogram purity {dendrogram_purity(y, labels, model.tree_):.3f}"
+    )
     for level in range(model.depth + 1):
         print(f"level {level}: cluster sizes {np.bincount(model.labels_at_level(level)).tolist()}")
 
     names = majority_names(y, labels, model.n_clusters_, CLASSES)
     fig = plot_tree(model, X, n_images=5, leaf_names=names, cmap="gray")
-    fig.suptitle(f"CoHiClust on Fashion-MNIST ({len(X)} test images, {args.max_epochs} epochs): "
-                 f"{model.n_clusters_} leaves, 5 most typical images per leaf")
+    fig.suptitle(
+        f"CoHiClust on Fashion-MNIST ({len(X)} test images, {args.max_epochs} epochs): "
+        f"{model.n_clusters_} leaves, 5 most typical images per leaf"
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=72, metadata={"Software": None})
     print("saved", args.output)

@@ -41,14 +41,20 @@ def main():
 
     labels = model.labels_
     print(f"CoHiClust on digits: {model.n_clusters_} leaves, fit {seconds:.0f} s on {model.device_}")
-    print(f"  ACC {cluster_accuracy(y, labels):.3f}  NMI {normalized_mutual_info_score(y, labels):.3f}  "
-          f"ARI {adjusted_rand_score(y, labels):.3f}  "
-          f"DP {dendrogram_purity(y, labels, model.tree_):.3f}  LP {leaf_purity(y, labels):.3f}")
+    print(
+        f"  ACC {cluster_accuracy(y, labels):.3f}  NMI {normalized_mutual_info_score(y, labels):.3f}  "
+        f"ARI {adjusted_rand_score(y, labels):.3f}  "
+        f"DP {dendrogram_purity(y, labels, model.tree_):.3f}  LP {leaf_purity(y, labels):.3f}"
+    )
     kmeans = KMeans(n_clusters=10, n_init=10, random_state=0).fit_predict(X.reshape(len(X), -1))
-    print(f"k-means on raw pixels, for reference: ACC {cluster_accuracy(y, kmeans):.3f}  "
-          f"NMI {normalized_mutual_info_score(y, kmeans):.3f}  ARI {adjusted_rand_score(y, kmeans):.3f}")
-    print(f"  new data: predict -> {model.predict(X[:8]).tolist()}, "
-          f"predict_proba rows sum to {model.predict_proba(X[:2]).sum(1).round(6).tolist()}")
+    print(
+        f"k-means on raw pixels, for reference: ACC {cluster_accuracy(y, kmeans):.3f}  "
+        f"NMI {normalized_mutual_info_score(y, kmeans):.3f}  ARI {adjusted_rand_score(y, kmeans):.3f}"
+    )
+    print(
+        f"  new data: predict -> {model.predict(X[:8]).tolist()}, "
+        f"predict_proba rows sum to {model.predict_proba(X[:2]).sum(1).round(6).tolist()}"
+    )
 
     figure = plot_tree(model, X)
     figure.savefig(args.output, dpi=90, bbox_inches="tight")

@@ -42,11 +42,15 @@ def main(argv=None):
     model = CoHiClust(depth=4, max_epochs=args.max_epochs, random_state=0).fit(X)
 
     similarity = model.similarity(X)  # (n, n), symmetric, in [0, 1], ones on the diagonal
-    print(f"similarity: shape {similarity.shape}, range [{similarity.min():.3f}, {similarity.max():.3f}], "
-          f"mean {similarity.mean():.3f}")
+    print(
+        f"similarity: shape {similarity.shape}, range [{similarity.min():.3f}, {similarity.max():.3f}], "
+        f"mean {similarity.mean():.3f}"
+    )
     same_class = y[:, None] == y[None, :]
-    print(f"mean similarity of pairs of one digit {similarity[same_class].mean():.3f}, "
-          f"of different digits {similarity[~same_class].mean():.3f}")
+    print(
+        f"mean similarity of pairs of one digit {similarity[same_class].mean():.3f}, "
+        f"of different digits {similarity[~same_class].mean():.3f}"
+    )
 
     report(f"CoHiClust leaves ({model.n_clusters_})", y, model.labels_)
     spectral = SpectralClustering(n_clusters=10, affinity="precomputed", random_state=0).fit_predict(similarity)

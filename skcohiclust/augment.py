@@ -130,7 +130,9 @@ class ImageAugmentation:
         if self.noise > 0:
             peak = x.abs().amax(dim=(1, 2, 3), keepdim=True)
             x = x + self.noise * peak * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-        return x.clamp(min=0.0).minimum(high) if (self.brightness or self.contrast or self.saturation or self.hue) else x
+        return (
+            x.clamp(min=0.0).minimum(high) if (self.brightness or self.contrast or self.saturation or self.hue) else x
+        )
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator, output_size=None) -> torch.Tensor:
         """One random view of every image in the batch.
@@ -166,7 +168,7 @@ def _value_ceiling(x: torch.Tensor) -> torch.Tensor:
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 3:
-        return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     return x.mean(dim=1, keepdim=True)
 
 

@@ -282,7 +282,9 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         _check_int("depth", self.depth, 1, 16)
         n_leaves = 2**self.depth
         if self.n_clusters is not None:
-            _check_int("n_clusters", self.n_clusters, 1, n_leaves, f"(a tree of depth {self.depth} has {n_leaves} leaves)")
+            _check_int(
+                "n_clusters", self.n_clusters, 1, n_leaves, f"(a tree of depth {self.depth} has {n_leaves} leaves)"
+            )
             n_leaves = self.n_clusters
         _check_int("max_epochs", self.max_epochs, 1)
         if isinstance(self.warmup_epochs, str) and self.warmup_epochs == "auto":
@@ -839,7 +841,9 @@ def _resolve_device(device) -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}.") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; use device='auto' or 'cpu'.")
+        raise ValueError(
+            f"device={device!r} was asked for, but CUDA is not available here; use device='auto' or 'cpu'."
+        )
     return resolved
 
 

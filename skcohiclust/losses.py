@@ -167,9 +167,7 @@ def hierarchical_contrastive_loss(stats: TreeBatchStatistics, depth: int) -> tor
     return (negative_mean - positive_mean).sum()
 
 
-def balance_regularizer(
-    stats: TreeBatchStatistics, depth: int, node_mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def balance_regularizer(stats: TreeBatchStatistics, depth: int, node_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Balance regulariser that keeps both children of every node in use.
 
     ``R = sum over sibling pairs of -2**(-l) * (log m_left + log m_right) / 2``

@@ -302,9 +302,7 @@ def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
         with torch.no_grad():
             out = backbone(example)
     except Exception as exc:  # a user's module that does not fit the data
-        raise ValueError(
-            f"the backbone module failed on an input of shape {tuple(example.shape)}: {exc}"
-        ) from exc
+        raise ValueError(f"the backbone module failed on an input of shape {tuple(example.shape)}: {exc}") from exc
     finally:
         backbone.train(was_training)
     if out.ndim != 2:
@@ -329,9 +327,7 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
     return (max(height, 16), max(width, 16))
 
 
-def build_network(
-    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256
-):
+def build_network(backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256):
     """Build a :class:`CoHiClustNetwork` from a backbone specification.
 
     Parameters
@@ -376,8 +372,10 @@ def build_network(
             in_features = 1
             for s in input_shape:
                 in_features *= s
-            module = nn.Sequential(nn.Flatten(), MLP(in_features, hidden=mlp_hidden)) if is_image else MLP(
-                in_features, hidden=mlp_hidden
+            module = (
+                nn.Sequential(nn.Flatten(), MLP(in_features, hidden=mlp_hidden))
+                if is_image
+                else MLP(in_features, hidden=mlp_hidden)
             )
             module.output_dim = mlp_hidden
         else:

@@ -34,7 +34,7 @@ def _pyplot():
     except ImportError as exc:  # matplotlib missing (or blocked)
         raise ImportError(
             "skcohiclust's plotting functions need matplotlib, which is not installed. "
-            "Install it with `pip install matplotlib` (or `pip install \"skcohiclust[plot]\"`)."
+            'Install it with `pip install matplotlib` (or `pip install "skcohiclust[plot]"`).'
         ) from exc
     return plt
 
@@ -242,9 +242,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
 
     x_leaf = 5.0 + 10.0 * np.arange(k)
     for x, cluster in zip(x_leaf, order):
-        ax.text(
-            x, -0.06 * per_inch, f"{leaf_names[cluster]}\nn={sizes[cluster]}", ha="center", va="top", fontsize=font
-        )
+        ax.text(x, -0.06 * per_inch, f"{leaf_names[cluster]}\nn={sizes[cluster]}", ha="center", va="top", fontsize=font)
 
     # ---- the typical images, one column per leaf
     if typical is not None and image_in > 0:

@@ -43,7 +43,9 @@ def test_grey_views_change_intensity_and_stay_in_range():
     """The automatic grey views jitter brightness and contrast, so intensity statistics no longer identify an image."""
     aug = resolve_augmentation("auto", is_image=True, channels=1)
     assert aug.brightness > 0 and aug.contrast > 0
-    colour_only = dataclasses.replace(aug, scale=(1.0, 1.0), ratio=(1.0, 1.0), rotation=0.0, shear=0.0, translate=0.0, noise=0.0)
+    colour_only = dataclasses.replace(
+        aug, scale=(1.0, 1.0), ratio=(1.0, 1.0), rotation=0.0, shear=0.0, translate=0.0, noise=0.0
+    )
     x = _images(n=64)
     a, b = colour_only(x, _gen(1)), colour_only(x, _gen(2))
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0

@@ -146,7 +146,11 @@ def test_load_fashion_mnist_bad_subset(tmp_path):
 
 
 @pytest.mark.skipif(
-    not all((datasets.FASHION_MNIST_SYSTEM_DIR / name).is_file() for pair in datasets.FASHION_MNIST_FILES.values() for name in pair),
+    not all(
+        (datasets.FASHION_MNIST_SYSTEM_DIR / name).is_file()
+        for pair in datasets.FASHION_MNIST_FILES.values()
+        for name in pair
+    ),
     reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)",
 )
 def test_real_fashion_mnist(monkeypatch):

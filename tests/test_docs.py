@@ -6,9 +6,20 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["skcohiclust", "skcohiclust.tree", "skcohiclust.losses", "skcohiclust.networks", "skcohiclust.augment",
-           "skcohiclust.training", "skcohiclust.callbacks", "skcohiclust.tree_init", "skcohiclust.metrics",
-           "skcohiclust.datasets", "skcohiclust.hierarchy", "skcohiclust.plotting"]
+MODULES = [
+    "skcohiclust",
+    "skcohiclust.tree",
+    "skcohiclust.losses",
+    "skcohiclust.networks",
+    "skcohiclust.augment",
+    "skcohiclust.training",
+    "skcohiclust.callbacks",
+    "skcohiclust.tree_init",
+    "skcohiclust.metrics",
+    "skcohiclust.datasets",
+    "skcohiclust.hierarchy",
+    "skcohiclust.plotting",
+]
 
 
 def _public(module):

@@ -35,7 +35,15 @@ def test_fit_returns_self_with_learned_attributes(small_digits):
     assert model.backbone_ == "cnn"
     assert model.device_.type == "cpu"
     assert len(model.history_) == FAST["max_epochs"]
-    assert set(model.history_[0]) >= {"epoch", "loss", "instance_loss", "tree_loss", "regularizer", "n_leaves", "seconds"}
+    assert set(model.history_[0]) >= {
+        "epoch",
+        "loss",
+        "instance_loss",
+        "tree_loss",
+        "regularizer",
+        "n_leaves",
+        "seconds",
+    }
     assert model.n_features_in_ == 8
 
 
@@ -155,9 +163,9 @@ def test_n_clusters_with_the_kmeans_start_trains_that_many_leaves_from_the_tree_
 
 def test_n_clusters_with_the_bisecting_start_prunes_during_training(small_digits):
     images, _ = small_digits
-    model = CoHiClust(
-        depth=3, n_clusters=5, max_epochs=10, batch_size=64, random_state=0, tree_init="bisect"
-    ).fit(images)
+    model = CoHiClust(depth=3, n_clusters=5, max_epochs=10, batch_size=64, random_state=0, tree_init="bisect").fit(
+        images
+    )
     leaves = [entry["n_leaves"] for entry in model.history_]
     assert leaves[:6] == [8] * 6  # five warm-up epochs and the first tree epoch keep every leaf
     assert leaves == sorted(leaves, reverse=True) and leaves[-1] == 5

@@ -144,7 +144,9 @@ def test_leaf_balance_is_the_kl_divergence_to_uniform_over_active_leaves(depth, 
 
     def fast(lg):
         nodes = tree.node_probabilities(torch.sigmoid(lg), depth)
-        return losses.leaf_balance(losses.tree_batch_statistics(nodes[:batch], nodes[batch:], node_mask), depth, node_mask)
+        return losses.leaf_balance(
+            losses.tree_batch_statistics(nodes[:batch], nodes[batch:], node_mask), depth, node_mask
+        )
 
     def direct(lg):
         leaves = tree.node_probabilities(torch.sigmoid(lg), depth)[:, tree.level_slice(depth)][:, leaf_mask]

@@ -52,11 +52,14 @@ def _conv_output_dtypes(model_kwargs, X):
     return model, set(seen)
 
 
-@pytest.mark.parametrize("mixed_precision, supported, expected", [
-    (True, True, torch.bfloat16),
-    (True, False, torch.float32),
-    (False, True, torch.float32),
-])
+@pytest.mark.parametrize(
+    "mixed_precision, supported, expected",
+    [
+        (True, True, torch.bfloat16),
+        (True, False, torch.float32),
+        (False, True, torch.float32),
+    ],
+)
 def test_training_steps_run_in_bfloat16_only_where_native_and_asked(
     monkeypatch, small_digits, mixed_precision, supported, expected
 ):

@@ -530,5 +530,7 @@ def test_leaf_balance_evens_out_the_leaves(small_digits):
         share = leaf[model.module_.leaf_mask.numpy()] / leaf.sum()
         return float((share * np.log(share * len(share))).sum())
 
-    plain, balanced = (divergence_from_equal_leaves(CoHiClust(leaf_balance=w, **params).fit(images)) for w in (0.0, 5.0))
+    plain, balanced = (
+        divergence_from_equal_leaves(CoHiClust(leaf_balance=w, **params).fit(images)) for w in (0.0, 5.0)
+    )
     assert balanced < plain / 2, (plain, balanced)

@@ -20,7 +20,7 @@ def test_root_split_separates_two_blobs_with_the_chosen_sharpness():
     h = _blobs(50, [[5.0, 0.0], [-5.0, 0.0]])
     weight, bias = bisecting_hyperplanes(h, 1, torch.Generator().manual_seed(0))
     logits = h @ weight.T + bias
-    left = (logits[:, 0] > 0)
+    left = logits[:, 0] > 0
     assert left[:50].all() != left[50:].any()  # each blob goes one way, the two blobs different ways
     assert torch.isclose(logits.abs().median(), torch.tensor(INIT_LOGIT), rtol=1e-4)
 
