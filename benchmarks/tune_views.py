@@ -5,6 +5,7 @@ Usage::
     python benchmarks/tune_views.py --name H --dataset fashion-mnist --limit 10000 --max-epochs 12 \\
         --augmentation '{"brightness": 0.4, "contrast": 0.4}'
     python benchmarks/tune_views.py --name shapes --dataset digits --seed 1
+    python benchmarks/tune_views.py --name natural-w48 --dataset cifar10 --limit 10000 --max-epochs 40 --width 48
 
 Fits ``CoHiClust(depth=4, n_clusters=10, random_state=seed, max_epochs=..., augmentation=...)``
 with one torch thread and scores two things against the true classes:
@@ -19,7 +20,10 @@ with one torch thread and scores two things against the true classes:
 automatic choice (as the estimator's dict form does); ``--full-views`` makes
 the JSON the complete set of fields instead.  ``--pool P`` replaces the
 default CNN's global average pooling by a ``P x P`` average pooling (keeping
-coarse layout); ``--set name=value`` sets any other estimator parameter
+coarse layout), ``--width W`` gives it ``W`` channels in its first stage
+(``backbone_params={"width": W}``; with ``--pool`` a custom module, without
+the built-in CNN's channels-last memory order: compare quality, not
+speed); ``--set name=value`` sets any other estimator parameter
 (a Python literal).  A JSON line per experiment is printed and appended to
 ``benchmarks/results/tuning-views.jsonl``; the "Tuning" section of
 BENCHMARKS.md quotes them.
@@ -49,13 +53,14 @@ def views(spec: str, full: bool):
     return ImageAugmentation(**fields) if full else fields
 
 
-def backbone(pool: int):
-    """The default CNN, or the default CNN with ``pool x pool`` average pooling at its end."""
+def backbone(pool: int, width: int | None, channels: int):
+    """The default CNN (of another width: see ``backbone_params``), or one with ``pool x pool`` average pooling."""
     if pool == 1:
         return "auto"
-    net = SmallCNN(1)
-    net.features[-2] = torch.nn.AdaptiveAvgPool2d(pool)
-    net.output_dim = 4 * 32 * pool**2
+    net = SmallCNN(channels) if width is None else SmallCNN(channels, width=width)
+    if pool != 1:
+        net.features[-2] = torch.nn.AdaptiveAvgPool2d(pool)
+        net.output_dim *= pool**2
     return net
 
 
@@ -63,17 +68,19 @@ def main(argv=None) -> dict:
     """Run one experiment; return (and record) its scores."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--name", required=True)
-    parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
+    parser.add_argument("--dataset", choices=("digits", "fashion-mnist", "cifar10"), default="digits")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augmentation", default="auto")
     parser.add_argument("--full-views", action="store_true")
     parser.add_argument("--pool", type=int, default=1)
+    parser.add_argument("--width", type=int, default=None, help="channels of the CNN's first stage")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--set", action="append", default=[], help="another estimator parameter, name=value")
     args = parser.parse_args(argv)
     changes = parse_settings(args.set)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     X, y, _ = load_dataset(args.dataset, args.limit)
     model = CoHiClust(
@@ -82,7 +89,8 @@ def main(argv=None) -> dict:
         max_epochs=args.max_epochs,
         random_state=args.seed,
         augmentation=views(args.augmentation, args.full_views),
-        backbone=backbone(args.pool),
+        backbone=backbone(args.pool, args.width, 3 if X.ndim == 4 else 1),
+        backbone_params={"width": args.width} if args.width is not None and args.pool == 1 else None,
         **changes,
     )
     start = time.perf_counter()
@@ -97,6 +105,8 @@ def main(argv=None) -> dict:
         "augmentation": args.augmentation,
         "full_views": args.full_views,
         "pool": args.pool,
+        "width": args.width,
+        "threads": args.threads,
         "changes": changes,
         "tree_init": model.tree_init,
         "fit_seconds": round(seconds, 1),

@@ -73,6 +73,15 @@ def infer_input_spec(X: np.ndarray, image_shape=None) -> InputSpec:
     if len(row_shape) == 2:
         return InputSpec(row_shape, (1, *row_shape), True, scale)
     if len(row_shape) == 3:
+        channels, height, width = row_shape
+        if width in (1, 3, 4) and channels > 4 and height > 4:
+            raise ValueError(
+                f"X has samples of shape {row_shape}: that looks like channels-last images (n, H, W, C) "
+                f"with C={width}, but CoHiClust reads 4-D input as (n, C, H, W). Pass "
+                "X.transpose(0, 3, 1, 2) (numpy) or X.permute(0, 3, 1, 2) (torch); or, if these really are "
+                f"{channels}-channel images {height}x{width} pixels in size, pass image_shape={row_shape} with "
+                "X reshaped to (n, -1)."
+            )
         return InputSpec(row_shape, row_shape, True, scale)
     raise ValueError(
         f"X must be (n, d) vectors, (n, H, W) or (n, C, H, W) images; got {X.ndim} dimensions, shape {X.shape}."

@@ -60,6 +60,10 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         ``"resnet50"`` (untrained torchvision ResNets with a 3x3 stride-1
         stem and no max-pool), or your own module mapping a batch of inputs
         to ``(n, features)`` (copied at fit, never changed).
+    backbone_params : dict or None, default=None
+        Settings of the built-in backbone: ``{"width": w}`` for ``"cnn"``
+        (channels of its first stage; the stages have ``w, 2w, 4w``;
+        default 24), ``{"hidden": h}`` for ``"mlp"`` (default 256).
     image_shape : tuple of int or None, default=None
         ``(C, H, W)`` or ``(H, W)``: read the rows of a 2-D ``X`` as images.
     max_epochs : int, default=100
@@ -197,6 +201,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         The trained torch network (its ``leaf_mask`` buffer holds the pruning).
     backbone_ : str
         The backbone used (``"custom"`` for a module).
+    augmentation_ : ImageAugmentation or VectorAugmentation
+        The views used (what ``augmentation="auto"`` resolved to).
     device_ : torch.device
         The device trained on.
     history_ : list of dict
@@ -226,6 +232,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         depth=4,
         n_clusters=None,
         backbone="auto",
+        backbone_params=None,
         image_shape=None,
         max_epochs=100,
         warmup_epochs="auto",
@@ -253,6 +260,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         self.depth = depth
         self.n_clusters = n_clusters
         self.backbone = backbone
+        self.backbone_params = backbone_params
         self.image_shape = image_shape
         self.max_epochs = max_epochs
         self.warmup_epochs = warmup_epochs
@@ -441,7 +449,9 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             mean, std = input_statistics(source)
-            network, name = build_network(backbone, spec.shape, self.depth, self.projection_dim, mean, std)
+            network, name = build_network(
+                backbone, spec.shape, self.depth, self.projection_dim, mean, std, params=self.backbone_params
+            )
         network.to(device)
         metadata = None
         if checkpoint_dir is not None:
@@ -472,10 +482,11 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             "depth": self.depth,
             "projection_dim": self.projection_dim,
             "image_shape": _shape_or_none(self.image_shape),
+            "backbone_params": dict(self.backbone_params or {}),
         }
         if isinstance(self.backbone, str) and self.backbone != "auto":
             asked["backbone"] = self.backbone
-        changed = [f"{k}={v!r} (fitted with {fitted[k]!r})" for k, v in asked.items() if fitted[k] != v]
+        changed = [f"{k}={v!r} (fitted with {fitted.get(k, {})!r})" for k, v in asked.items() if fitted.get(k, {}) != v]
         if changed:
             raise ValueError(
                 f"cannot continue training with {', '.join(changed)}: warm_start and partial_fit go on with "
@@ -497,6 +508,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         network = trainer.network
         self.module_ = network
         self.backbone_ = name
+        self.augmentation_ = trainer.augmentation
         self.device_ = trainer.device
         self.input_shape_ = spec.row_shape
         self._spec = spec
@@ -505,6 +517,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             "projection_dim": self.projection_dim,
             "image_shape": _shape_or_none(self.image_shape),
             "backbone": name,
+            "backbone_params": dict(self.backbone_params or {}),
         }
         self.history_ = list(trainer.history)
         # the optimiser and generator states, and the pruning mask as training left it (no data)

@@ -24,6 +24,7 @@ __all__ = [
     "CoHiClustNetwork",
     "build_network",
     "BACKBONES",
+    "BACKBONE_PARAMS",
 ]
 
 BACKBONES = ("auto", "cnn", "mlp", "resnet18", "resnet34", "resnet50")
@@ -327,7 +328,13 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
     return (max(height, 16), max(width, 16))
 
 
-def build_network(backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256):
+#: What ``backbone_params`` may set, per built-in backbone.
+BACKBONE_PARAMS = {"cnn": ("width",), "mlp": ("hidden",), "resnet18": (), "resnet34": (), "resnet50": ()}
+
+
+def build_network(
+    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256, params=None
+):
     """Build a :class:`CoHiClustNetwork` from a backbone specification.
 
     Parameters
@@ -345,6 +352,10 @@ def build_network(backbone, input_shape, depth, projection_dim, input_mean, inpu
     cnn_width, mlp_hidden : int
         Channels of the default CNN's first stage (24 was measured against 32 in
         benchmarks/BENCHMARKS.md, "CNN width") and width of the MLP's hidden layers.
+    params : dict or None, default=None
+        Overrides for the built-in backbone (the estimator's ``backbone_params``):
+        ``{"width": w}`` for ``"cnn"``, ``{"hidden": h}`` for ``"mlp"``; see
+        :data:`BACKBONE_PARAMS`.  Must be empty for a module.
 
     Returns
     -------
@@ -354,12 +365,26 @@ def build_network(backbone, input_shape, depth, projection_dim, input_mean, inpu
     """
     is_image = len(input_shape) == 3
     input_size = None
+    params = dict(params or {})
     if isinstance(backbone, nn.Module):
+        if params:
+            raise ValueError(f"backbone_params={params!r} is for the built-in backbones; a module is used as it is.")
         module, name = backbone, "custom"
     else:
         name = backbone
         if name == "auto":
             name = "cnn" if is_image else "mlp"
+        unknown = sorted(set(params) - set(BACKBONE_PARAMS.get(name, ())))
+        if unknown:
+            raise ValueError(
+                f"backbone_params has keys {unknown} that backbone={name!r} does not take; it takes "
+                f"{list(BACKBONE_PARAMS.get(name, ())) or 'none'}."
+            )
+        for key, value in params.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
+                raise ValueError(f"backbone_params[{key!r}] must be an int in [1, 4096], got {value!r}.")
+        cnn_width = params.get("width", cnn_width)
+        mlp_hidden = params.get("hidden", mlp_hidden)
         if name in CONV_BACKBONES and not is_image:
             raise ValueError(
                 f"backbone={backbone!r} needs images, but the input is vectors of shape {tuple(input_shape)}; "
