@@ -21,12 +21,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # draw to a file, no display needed
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
+import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
 
-from skcohiclust import CoHiClust, plot_tree  # noqa: E402
-from skcohiclust.datasets import load_digits_images  # noqa: E402
-from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity  # noqa: E402
+from skcohiclust import CoHiClust, plot_tree
+from skcohiclust.datasets import load_digits_images
+from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 
 
 def majority_names(y, labels, n_clusters, class_names):
@@ -35,7 +35,7 @@ def majority_names(y, labels, n_clusters, class_names):
     np.add.at(counts, (labels, y), 1)
     top = counts.argmax(axis=1)
     share = counts.max(axis=1) / np.maximum(counts.sum(axis=1), 1)
-    return [f"c{k}: {class_names[t]} {s:.0%}" for k, (t, s) in enumerate(zip(top, share))]
+    return [f"c{k}: {class_names[t]} {s:.0%}" for k, (t, s) in enumerate(zip(top, share, strict=True))]
 
 
 def main(argv=None):

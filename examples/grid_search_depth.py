@@ -40,7 +40,10 @@ def main(argv=None):
     search.fit(X, y)  # y is used by the scorer only, never by CoHiClust.fit
 
     for depth, mean, std in zip(
-        search.cv_results_["param_depth"], search.cv_results_["mean_test_score"], search.cv_results_["std_test_score"]
+        search.cv_results_["param_depth"],
+        search.cv_results_["mean_test_score"],
+        search.cv_results_["std_test_score"],
+        strict=True,
     ):
         print(f"depth {depth}: ARI on held-out folds {mean:.3f} +- {std:.3f}")
     best = search.best_estimator_

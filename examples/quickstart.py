@@ -18,12 +18,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # draw to a file, no display needed
 
-from sklearn.cluster import KMeans  # noqa: E402
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # noqa: E402
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from skcohiclust import CoHiClust, plot_tree  # noqa: E402
-from skcohiclust.datasets import load_digits_images  # noqa: E402
-from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity  # noqa: E402
+from skcohiclust import CoHiClust, plot_tree
+from skcohiclust.datasets import load_digits_images
+from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 
 
 def main():

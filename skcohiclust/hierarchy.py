@@ -373,7 +373,7 @@ def tree_to_dict(leaves, depth: int, node_mass, leaf_sizes) -> dict:
         ]
         if previous is not None:
             parent_label = np.searchsorted(positions, previous[1] >> 1)
-            for child, parent in zip(previous[0], parent_label):
+            for child, parent in zip(previous[0], parent_label, strict=True):
                 nodes[parent]["children"].append(child)
         previous = (nodes, positions)
     return previous[0][0]

@@ -213,7 +213,7 @@ def _check_label_pair(y_true, y_other, other_name: str, codes_for_pred: bool = T
             f"y_true and {other_name} must have the same length, got {y_true.shape[0]} and {y_other.shape[0]}."
         )
     if y_true.shape[0] == 0:
-        raise ValueError("y_true and {} must not be empty.".format(other_name))
+        raise ValueError(f"y_true and {other_name} must not be empty.")
     true_codes = np.unique(y_true, return_inverse=True)[1].ravel()
     if codes_for_pred:
         return true_codes, np.unique(y_other, return_inverse=True)[1].ravel()
@@ -263,7 +263,8 @@ def _check_leaf_labels(leaf_labels: np.ndarray, n_leaves: int) -> np.ndarray:
         leaf_labels = leaf_labels.astype(np.int64)
     if leaf_labels.dtype.kind not in "iu":
         raise ValueError(
-            f"leaf_labels must be integers 0..{n_leaves - 1} (the leaves of the linkage), got dtype {leaf_labels.dtype}."
+            f"leaf_labels must be integers 0..{n_leaves - 1} (the leaves of the linkage), "
+            f"got dtype {leaf_labels.dtype}."
         )
     if leaf_labels.min() < 0 or leaf_labels.max() >= n_leaves:
         raise ValueError(

@@ -198,7 +198,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
             above_threshold_color="0.35",
         )
         order = np.asarray(dendro["leaves"])
-        segments = [np.column_stack([x, y]) for x, y in zip(dendro["icoord"], dendro["dcoord"])]
+        segments = [np.column_stack([x, y]) for x, y in zip(dendro["icoord"], dendro["dcoord"], strict=True)]
         colors = dendro["color_list"]
         top = float(np.max(model.tree_[:, 2])) + 0.3
     else:
@@ -241,7 +241,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
     ax.spines["left"].set_bounds(0, top)
 
     x_leaf = 5.0 + 10.0 * np.arange(k)
-    for x, cluster in zip(x_leaf, order):
+    for x, cluster in zip(x_leaf, order, strict=True):
         ax.text(x, -0.06 * per_inch, f"{leaf_names[cluster]}\nn={sizes[cluster]}", ha="center", va="top", fontsize=font)
 
     # ---- the typical images, one column per leaf
@@ -252,7 +252,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
         remap[used] = np.arange(len(used))
         fill = 1.0 if shown.ndim == 4 else np.nan
         strip_height = n_rows * image_in * per_inch
-        for x, cluster in zip(x_leaf, order):
+        for x, cluster in zip(x_leaf, order, strict=True):
             inset = ax.inset_axes([x - 4.6, bottom, 9.2, strip_height], transform=ax.transData)
             column = typical[:, cluster]
             strip = _strip(shown, np.where(column >= 0, remap[np.maximum(column, 0)], -1), fill)
@@ -311,7 +311,7 @@ def plot_level_sizes(model, X=None, *, ax=None):
         colors = ["0.6"] if level == 0 else [palette(b % 10) for b in node_branch]
         left = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         ax.barh(level, sizes, left=left, height=0.8, color=colors, edgecolor="white", linewidth=1.0)
-        for x, size in zip(left + sizes / 2.0, sizes):
+        for x, size in zip(left + sizes / 2.0, sizes, strict=True):
             if size / total >= 0.04:
                 ax.text(x, level, str(size), ha="center", va="center", fontsize=8)
         tick_labels.append(f"level {level}\n({len(sizes)} cluster{'s' if len(sizes) != 1 else ''})")
