@@ -15,14 +15,15 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import hierarchy
 from . import tree as tree_math
 from ._data import BatchSource, infer_input_spec, input_statistics, map_batches
+from ._validation import MAX_DEPTH, check_float32_range, check_tree_fits_memory, seed_from
 from .augment import resolve_augmentation
 from .callbacks import EarlyStopping
+from .checkpoints import checkpoint_lock
 from .networks import BACKBONES, build_network
 from .training import Trainer, TrainingConfig, run_metadata
 
@@ -279,7 +280,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ parameters
     def _training_config(self) -> TrainingConfig:
-        _check_int("depth", self.depth, 1, 16)
+        _check_int("depth", self.depth, 1, MAX_DEPTH, "(and small enough for memory)")
         n_leaves = 2**self.depth
         if self.n_clusters is not None:
             _check_int(
@@ -351,6 +352,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         if X.ndim > 4:
             raise ValueError(f"X must have 2, 3 or 4 dimensions, got shape {X.shape}.")
+        check_float32_range(X)
         if not reset and tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but CoHiClust was fitted on samples of shape "
@@ -381,8 +383,9 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             return self._train_more(X, config, config.max_epochs, final=True)
         X = self._validate_X(X, reset=True)
         trainer, source, name, spec = self._new_trainer(X, config, self.checkpoint_dir)
-        if not (trainer.resume() and trainer.finished):
-            trainer.fit()
+        with checkpoint_lock(self.checkpoint_dir):  # one fit at a time writes a checkpoint_dir
+            if not (trainer.resume() and trainer.finished):
+                trainer.fit()
         self._end_training(trainer, source, name, spec, final=True)
         return self
 
@@ -435,7 +438,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         spec = infer_input_spec(X, self.image_shape)
         augmentation = resolve_augmentation(self.augmentation, spec.is_image, spec.shape[0] if spec.is_image else 1)
         device = _resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 2))
+        seed = seed_from(self.random_state)
+        check_tree_fits_memory(self.depth, len(X), config.batch_size, self.backbone, device)
         source = BatchSource(X, spec, device)
         backbone = copy.deepcopy(self.backbone) if isinstance(self.backbone, torch.nn.Module) else self.backbone
         with torch.random.fork_rng(devices=[]):
