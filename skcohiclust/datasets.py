@@ -60,7 +60,7 @@ class DatasetNotFoundError(FileNotFoundError):
     """A data set is not installed where it was looked for; the message says how to get it."""
 
 
-def load_digits_images():
+def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's handwritten digits as 8x8 images.
 
     Returns
@@ -83,7 +83,7 @@ def load_digits_images():
     return digits.images.astype(np.float32), digits.target.astype(np.int64)
 
 
-def load_idx(path) -> np.ndarray:
+def load_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the format of MNIST and Fashion-MNIST), gzipped or plain.
 
     The file starts with two zero bytes, a type code (``0x08`` uint8,
@@ -135,7 +135,9 @@ def load_idx(path) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="))  # a writable copy in native byte order
 
 
-def load_fashion_mnist(data_home=None, subset="all"):
+def load_fashion_mnist(
+    data_home: str | os.PathLike | None = None, subset: str = "all"
+) -> tuple[np.ndarray, np.ndarray]:
     """The Fashion-MNIST images (Zalando's 28x28 grey clothing, 10 classes).
 
     Parameters

@@ -11,9 +11,11 @@ import copy
 import io
 import numbers
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -361,7 +363,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         return X
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> CoHiClust:
         """Train the network and the tree on ``X``.
 
         Parameters
@@ -390,7 +392,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         return self
 
     # ---- long runs: partial_fit, warm start (see docs/long_runs.md) ----------------------
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X: ArrayLike, y: object = None) -> CoHiClust:
         """Train one epoch (one pass) on ``X``, a chunk of the data.
 
         The first call initialises the model (the input statistics come from
@@ -548,7 +550,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             active_prob, mask.numpy(), self.depth
         )
 
-    def prune(self, n_clusters):
+    def prune(self, n_clusters: int) -> CoHiClust:
         """Cut the fitted tree to ``n_clusters`` leaves without retraining.
 
         The least used leaf (smallest mean probability over the training
@@ -600,7 +602,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             (result,) = map_batches(run, source, *_inference_batching(source.device))
         return result
 
-    def predict_proba(self, X, level=None):
+    def predict_proba(self, X: ArrayLike, level: int | None = None) -> np.ndarray:
         """Probability of each cluster (active leaf) for every sample.
 
         Parameters
@@ -619,7 +621,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         proba = self._infer(X, "proba")
         return proba if level is None else hierarchy.level_probabilities(proba, self.leaves_, self.depth, level)
 
-    def predict(self, X, level=None):
+    def predict(self, X: ArrayLike, level: int | None = None) -> np.ndarray:
         """Cluster of each sample: the most probable active leaf.
 
         Parameters
@@ -638,7 +640,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         labels = self.predict_proba(X).argmax(axis=1)
         return labels if level is None else hierarchy.leaf_to_level(self.leaves_, self.depth, level)[labels]
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """The learned representation (backbone output) of each sample.
 
         Parameters
@@ -651,7 +653,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         return self._infer(X, "transform")
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: object = None) -> float:
         """Mean probability of the assigned cluster (assignment confidence).
 
         Higher is better: 1 when every sample sits in one leaf with
@@ -672,7 +674,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ hierarchy (see skcohiclust.hierarchy)
     @property
-    def children_(self):
+    def children_(self) -> np.ndarray:
         """ndarray of shape (n_clusters_ - 1, 2): the two nodes each merge of ``tree_`` joins.
 
         As in :class:`~sklearn.cluster.AgglomerativeClustering`: values below
@@ -683,24 +685,24 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         return self.tree_[:, :2].astype(np.intp)
 
     @property
-    def distances_(self):
+    def distances_(self) -> np.ndarray:
         """ndarray of shape (n_clusters_ - 1,): the height of each merge of ``tree_``."""
         check_is_fitted(self)
         return self.tree_[:, 2].copy()
 
     @property
-    def n_leaves_(self):
+    def n_leaves_(self) -> int:
         """int: number of leaves of ``tree_``, i.e. ``n_clusters_``."""
         check_is_fitted(self)
         return self.tree_.shape[0] + 1
 
     @property
-    def leaf_sizes_(self):
+    def leaf_sizes_(self) -> np.ndarray:
         """ndarray of shape (n_clusters_,): training samples in each cluster."""
         check_is_fitted(self)
         return np.bincount(self.labels_, minlength=self.n_clusters_)
 
-    def labels_at_level(self, level):
+    def labels_at_level(self, level: int) -> np.ndarray:
         """Cluster of each training sample at a level of the tree.
 
         The clusters of level ``l`` are its nodes with an active leaf below,
@@ -722,7 +724,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return hierarchy.leaf_to_level(self.leaves_, self.depth, level)[self.labels_]
 
-    def similarity(self, X, Y=None, kind="bhattacharyya"):
+    def similarity(self, X: ArrayLike, Y: ArrayLike | None = None, kind: str = "bhattacharyya") -> np.ndarray:
         """Tree similarity between samples, in ``[0, 1]``.
 
         ``"bhattacharyya"`` is CoHiClust's own similarity: the Bhattacharyya
@@ -755,7 +757,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             return hierarchy.lca_similarity(labels_x, labels_y, self.leaves_, self.depth)
         return hierarchy.bhattacharyya_similarity(proba_x, proba_y, self.leaves_, self.depth)
 
-    def to_newick(self, leaf_names=None):
+    def to_newick(self, leaf_names: Sequence[str] | None = None) -> str:
         """The tree ``tree_`` in Newick format, branch lengths from its heights.
 
         Parameters
@@ -773,7 +775,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             leaf_names = [f"c{k}" for k in range(self.n_clusters_)]
         return hierarchy.linkage_to_newick(self.tree_, list(leaf_names))
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The active tree as a nested dict that ``json.dumps`` accepts.
 
         Every node: ``id`` (heap index), ``level``, ``position`` within the

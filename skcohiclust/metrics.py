@@ -17,13 +17,14 @@ over k-means centroids with the k-means labels.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import is_valid_linkage, leaves_list
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["cluster_accuracy", "dendrogram_purity", "leaf_purity"]
 
 
-def cluster_accuracy(y_true, y_pred) -> float:
+def cluster_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Clustering accuracy: the fraction of samples right under the best cluster-to-class matching.
 
     Each cluster is matched to at most one class and each class to at most
@@ -58,7 +59,7 @@ def cluster_accuracy(y_true, y_pred) -> float:
     return float(table[rows, cols].sum() / true_codes.shape[0])
 
 
-def leaf_purity(y_true, leaf_labels) -> float:
+def leaf_purity(y_true: ArrayLike, leaf_labels: ArrayLike) -> float:
     """Leaf purity: the size-weighted fraction of each leaf's majority class.
 
     Equal to ``sum over leaves of (count of the leaf's most frequent class) /
@@ -87,7 +88,7 @@ def leaf_purity(y_true, leaf_labels) -> float:
     return float(table.max(axis=0).sum() / true_codes.shape[0])
 
 
-def dendrogram_purity(y_true, leaf_labels, linkage) -> float:
+def dendrogram_purity(y_true: ArrayLike, leaf_labels: ArrayLike, linkage: ArrayLike) -> float:
     """Dendrogram purity of a tree over leaf clusters (Heller & Ghahramani, 2005).
 
     For every pair of samples ``i < j`` of one true class ``c``, take the

@@ -9,13 +9,22 @@ functions draw on any backend, Agg included (no display needed).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import dendrogram
 from sklearn.utils.validation import check_is_fitted
 
 from . import hierarchy
 from .tree import level_cut_height
+
+if TYPE_CHECKING:  # matplotlib is optional: imported for the annotations only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .estimator import CoHiClust
 
 __all__ = ["plot_tree", "plot_level_sizes"]
 
@@ -112,7 +121,16 @@ def _check_fitted_tree(model):
             raise TypeError(f"model must be a fitted CoHiClust (it has no {name}); got {type(model).__name__}.")
 
 
-def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=None, cmap="gray_r"):
+def plot_tree(
+    model: CoHiClust,
+    X: ArrayLike | None = None,
+    *,
+    n_images: int = 5,
+    images: ArrayLike | None = None,
+    leaf_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    cmap: str = "gray_r",
+) -> Figure:
     """Draw the fitted tree as a dendrogram, with each leaf's size and typical images.
 
     The dendrogram is ``model.tree_`` (pruned subtrees collapsed), its leaf
@@ -262,7 +280,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
     return fig
 
 
-def plot_level_sizes(model, X=None, *, ax=None):
+def plot_level_sizes(model: CoHiClust, X: ArrayLike | None = None, *, ax: Axes | None = None) -> Figure:
     """Cluster sizes at every level of the tree, as an icicle chart.
 
     Row ``l`` shows the clusters of level ``l`` (as
