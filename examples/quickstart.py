@@ -1,5 +1,7 @@
-"""Quickstart: a CoHiClust tree on scikit-learn's handwritten digits.
+"""Quickstart: a tree on handwritten digits
+========================================
 
+Quickstart: a CoHiClust tree on scikit-learn's handwritten digits.
 Fits ``CoHiClust(depth=4, n_clusters=10, random_state=0)`` with the
 estimator's defaults on the 1,797 real 8x8 digits shipped with
 scikit-learn, prints accuracy, NMI and ARI against the known digit classes
@@ -27,7 +29,7 @@ from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])  # no docstring in the gallery
     parser.add_argument("--output", default="quickstart_tree.png", help="where to save the tree picture")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the default training length")
     args = parser.parse_args()

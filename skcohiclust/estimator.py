@@ -178,20 +178,20 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Cluster of each training sample, ``0..n_clusters_-1``.
     n_clusters_ : int
         Number of active leaves (clusters).
-    leaves_ : ndarray of shape (n_clusters_,)
+    leaves_ : ndarray of shape ``(n_clusters_,)``
         Position (``0..2**depth-1``, left to right) of the leaf behind each
         cluster label.
-    tree_ : ndarray of shape (n_clusters_ - 1, 4)
+    tree_ : ndarray of shape ``(n_clusters_ - 1, 4)``
         Scipy linkage matrix over the clusters: the learned tree with
         pruned subtrees collapsed.  A merge of level ``l`` has a height in
         ``[depth - l, depth - l + 0.5)``.
-    children_ : ndarray of shape (n_clusters_ - 1, 2)
+    children_ : ndarray of shape ``(n_clusters_ - 1, 2)``
         The merges of ``tree_``, as ``AgglomerativeClustering.children_``.
-    distances_ : ndarray of shape (n_clusters_ - 1,)
+    distances_ : ndarray of shape ``(n_clusters_ - 1,)``
         The merge heights of ``tree_``.
     n_leaves_ : int
         Leaves of ``tree_`` (equals ``n_clusters_``).
-    leaf_sizes_ : ndarray of shape (n_clusters_,)
+    leaf_sizes_ : ndarray of shape ``(n_clusters_,)``
         Training samples per cluster.
     node_mass_ : ndarray of shape (2**(depth + 1) - 2,)
         Mean probability of the training samples for every node of levels
@@ -608,13 +608,14 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         level : int or None, default=None
             A level ``0..depth`` of the tree: the probability of each of its
             clusters (the sum over the leaves below).  ``None`` is the leaves.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_clusters_)
+        ndarray of shape ``(n_samples, n_clusters_)``
             Rows sum to 1; column ``k`` is cluster ``k`` (at ``level``: the
             columns are that level's clusters, see :meth:`labels_at_level`).
         """
@@ -627,6 +628,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         level : int or None, default=None
             A level ``0..depth`` of the tree: the label of the ancestor, at
             that level, of the sample's leaf (so the levels nest; see
@@ -646,6 +648,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
 
         Returns
         -------
@@ -664,7 +667,9 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         y : Ignored
+            Not used, present for API consistency.
 
         Returns
         -------
@@ -675,7 +680,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ hierarchy (see skcohiclust.hierarchy)
     @property
     def children_(self) -> np.ndarray:
-        """ndarray of shape (n_clusters_ - 1, 2): the two nodes each merge of ``tree_`` joins.
+        """ndarray of shape ``(n_clusters_ - 1, 2)``: the two nodes each merge of ``tree_`` joins.
 
         As in :class:`~sklearn.cluster.AgglomerativeClustering`: values below
         ``n_leaves_`` are leaf clusters, value ``n_leaves_ + i`` is the node
@@ -686,7 +691,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
 
     @property
     def distances_(self) -> np.ndarray:
-        """ndarray of shape (n_clusters_ - 1,): the height of each merge of ``tree_``."""
+        """ndarray of shape ``(n_clusters_ - 1,)``: the height of each merge of ``tree_``."""
         check_is_fitted(self)
         return self.tree_[:, 2].copy()
 
@@ -698,7 +703,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
 
     @property
     def leaf_sizes_(self) -> np.ndarray:
-        """ndarray of shape (n_clusters_,): training samples in each cluster."""
+        """ndarray of shape ``(n_clusters_,)``: training samples in each cluster."""
         check_is_fitted(self)
         return np.bincount(self.labels_, minlength=self.n_clusters_)
 
@@ -739,6 +744,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         Y : array-like of the shape seen at fit or None, default=None
             ``None`` compares ``X`` with itself (a symmetric matrix).
         kind : {"bhattacharyya", "lca"}, default="bhattacharyya"
