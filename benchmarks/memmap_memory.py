@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     RESULTS_DIR,
     machine_description,
     machine_summary,
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     images = load_images()
     with tempfile.TemporaryDirectory(dir=args.tmpdir) as folder:
-        path = os.path.join(folder, "fashion-mnist-x%d.uint8" % args.copies)
+        path = os.path.join(folder, f"fashion-mnist-x{args.copies}.uint8")
         shape = write_memmap(path, images, args.copies)
         float_path = os.path.join(folder, "fashion-mnist.float32")
         float_shape = write_memmap(float_path, images, 1 + args.float_rows // len(images), np.float32, args.float_rows)

@@ -561,7 +561,8 @@ def parse_args(argv=None):
         nargs=2,
         default=list(DEEPECT_EPOCHS),
         metavar=("PRETRAIN", "CLUSTERING"),
-        help=f"DeepECT's pretraining and clustering epochs (default: ClustPy's {DEEPECT_EPOCHS[0]} {DEEPECT_EPOCHS[1]})",
+        help="DeepECT's pretraining and clustering epochs "
+        f"(default: ClustPy's {DEEPECT_EPOCHS[0]} {DEEPECT_EPOCHS[1]})",
     )
     parser.add_argument("--ward-max-samples", type=int, default=WARD_MAX_SAMPLES)
     parser.add_argument(

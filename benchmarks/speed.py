@@ -102,7 +102,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     BENCHMARKS_MD,
     RESULTS_DIR,
     machine_description,
@@ -112,14 +112,14 @@ from _common import (  # noqa: E402
     replace_section,
     write_json,
 )
-from reference_loss import reference_tree_terms  # noqa: E402
+from reference_loss import reference_tree_terms
 
-from skcohiclust._data import BatchSource, infer_input_spec, input_statistics  # noqa: E402
-from skcohiclust.augment import resolve_augmentation  # noqa: E402
-from skcohiclust.losses import balance_regularizer, hierarchical_contrastive_loss, tree_batch_statistics  # noqa: E402
-from skcohiclust.networks import build_network  # noqa: E402
-from skcohiclust.training import Trainer, TrainingConfig, native_bfloat16  # noqa: E402
-from skcohiclust.tree import node_active_mask, node_probabilities  # noqa: E402
+from skcohiclust._data import BatchSource, infer_input_spec, input_statistics
+from skcohiclust.augment import resolve_augmentation
+from skcohiclust.losses import balance_regularizer, hierarchical_contrastive_loss, tree_batch_statistics
+from skcohiclust.networks import build_network
+from skcohiclust.training import Trainer, TrainingConfig, native_bfloat16
+from skcohiclust.tree import node_active_mask, node_probabilities
 
 ITEMS = ("tree", "step", "precision", "augment", "depth", "single-thread", "memory")
 BATCH = 256
@@ -251,7 +251,7 @@ def _paired_ratio(numerator, denominator) -> float:
 
     Less sensitive than a ratio of medians to load that changes between rounds.
     """
-    return _median([a / b for a, b in zip(numerator, denominator)])
+    return _median([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
 def _spread(values) -> float:
@@ -545,7 +545,8 @@ def bench_step(X, device, mixed_precision, settings, log):
     }
     log(
         f"  step {result['step_images_per_s']:.0f} img/s, backbone limit {result['limit_images_per_s']:.0f} img/s: "
-        f"{100 * result['fraction_of_limit']:.1f}% of the limit ({len(times['step'])} + {len(times['limit'])} interleaved)"
+        f"{100 * result['fraction_of_limit']:.1f}% of the limit "
+        f"({len(times['step'])} + {len(times['limit'])} interleaved)"
     )
     return result
 
@@ -571,7 +572,7 @@ def bench_precision(X, device, settings, log):
             trainer.network.channels_last = False
             trainer.network.backbone.to(memory_format=torch.contiguous_format)
         tasks[name] = step
-    times = interleaved_times(tasks, settings["precision_rounds"], {k: 1 for k in tasks}, device, 2)
+    times = interleaved_times(tasks, settings["precision_rounds"], dict.fromkeys(tasks, 1), device, 2)
     base = "float32, channels-first"
     rows = [
         {
@@ -597,7 +598,7 @@ def bench_depth(X, device, mixed_precision, settings, log):
     if 4 not in depths:
         depths.append(4)
     tasks = {d: make_trainer(X, d, device, mixed_precision)[1] for d in depths}
-    times = interleaved_times(tasks, settings["depth_rounds"], {d: 1 for d in depths}, device, 1)
+    times = interleaved_times(tasks, settings["depth_rounds"], dict.fromkeys(depths, 1), device, 1)
     base = _median(times[4])
     rows = [
         {
@@ -743,7 +744,7 @@ def bench_augment(X, device, settings, log):
                 one()
 
         tasks[name] = run if drain is None else _WithPreparation(run, drain)
-    times = interleaved_times(tasks, settings["augment_rounds"], {k: 1 for k in tasks}, device, 0)
+    times = interleaved_times(tasks, settings["augment_rounds"], dict.fromkeys(tasks, 1), device, 0)
     rates = {name: counts[name] * BATCH / _median(t) for name, t in times.items()}
     best = max((k for k in rates if k != "ours"), key=rates.get)
     paired = _paired_ratio([t / counts[best] for t in times[best]], [t / counts["ours"] for t in times["ours"]])
@@ -1155,7 +1156,8 @@ def summary_rows(results: dict):
             [
                 "… the same with 1 torch thread (DataLoader workers always use 1)",
                 "report",
-                f"{a1:.1f}× ({au['images_per_s']['ours']:.0f} vs {au['images_per_s'][au['best_torchvision']]:.0f} img/s, "
+                f"{a1:.1f}× ({au['images_per_s']['ours']:.0f} vs "
+                f"{au['images_per_s'][au['best_torchvision']]:.0f} img/s, "
                 f"best = {au['best_torchvision']})",
                 "–",
                 "–",
@@ -1280,7 +1282,8 @@ def markdown_section(results, command):
         start, end = probe["start"], probe["end"]
         lines += [
             f"Contention probe (a `sqrt` of 30,720 floats, median, at the start / end of the run): "
-            f"{_fmt(start.get(f'sqrt_us_{threads}_threads'), '.0f')} / {_fmt(end.get(f'sqrt_us_{threads}_threads'), '.0f')} µs "
+            f"{_fmt(start.get(f'sqrt_us_{threads}_threads'), '.0f')} / "
+            f"{_fmt(end.get(f'sqrt_us_{threads}_threads'), '.0f')} µs "
             f"with {threads} threads, {start['sqrt_us_1_threads']:.0f} / {end['sqrt_us_1_threads']:.0f} µs with 1. "
             "When other processes keep the cores busy, each OpenMP "
             "parallel region of a multi-threaded torch op waits for a core, so at the default thread count a ratio "

@@ -1,5 +1,7 @@
-"""Choosing the depth of the tree with GridSearchCV.
+"""Choosing the depth with GridSearchCV
+====================================
 
+Choosing the depth of the tree with GridSearchCV.
 CoHiClust is an ordinary scikit-learn estimator, so ``GridSearchCV`` can pick
 its ``depth`` (and any other parameter): each candidate is fitted on one
 fold without the labels and scored on the other fold by how well
@@ -23,7 +25,7 @@ from skcohiclust.datasets import load_digits_images
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])  # no docstring in the gallery
     parser.add_argument("--n-samples", type=int, default=600)
     parser.add_argument("--max-epochs", type=int, default=4)
     args = parser.parse_args(argv)
@@ -40,7 +42,10 @@ def main(argv=None):
     search.fit(X, y)  # y is used by the scorer only, never by CoHiClust.fit
 
     for depth, mean, std in zip(
-        search.cv_results_["param_depth"], search.cv_results_["mean_test_score"], search.cv_results_["std_test_score"]
+        search.cv_results_["param_depth"],
+        search.cv_results_["mean_test_score"],
+        search.cv_results_["std_test_score"],
+        strict=True,
     ):
         print(f"depth {depth}: ARI on held-out folds {mean:.3f} +- {std:.3f}")
     best = search.best_estimator_

@@ -1,5 +1,7 @@
-"""CoHiClust inside a scikit-learn Pipeline, on vectors with a known two-level hierarchy.
+"""A Pipeline on vectors with a two-level hierarchy
+================================================
 
+CoHiClust inside a scikit-learn Pipeline, on vectors with a known two-level hierarchy.
 The data are 8-dimensional Gaussian blobs built as a hierarchy: two far-apart
 groups, each made of two nearer blobs (four classes in all).  A ``Pipeline``
 standardises the features and fits a depth-2 CoHiClust (an MLP backbone is
@@ -43,7 +45,7 @@ def hierarchical_blobs(n_samples=800, n_features=8, random_state=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])  # no docstring in the gallery
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args(argv)

@@ -1,5 +1,7 @@
-"""Quickstart: a CoHiClust tree on scikit-learn's handwritten digits.
+"""Quickstart: a tree on handwritten digits
+========================================
 
+Quickstart: a CoHiClust tree on scikit-learn's handwritten digits.
 Fits ``CoHiClust(depth=4, n_clusters=10, random_state=0)`` with the
 estimator's defaults on the 1,797 real 8x8 digits shipped with
 scikit-learn, prints accuracy, NMI and ARI against the known digit classes
@@ -18,16 +20,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # draw to a file, no display needed
 
-from sklearn.cluster import KMeans  # noqa: E402
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # noqa: E402
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from skcohiclust import CoHiClust, plot_tree  # noqa: E402
-from skcohiclust.datasets import load_digits_images  # noqa: E402
-from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity  # noqa: E402
+from skcohiclust import CoHiClust, plot_tree
+from skcohiclust.datasets import load_digits_images
+from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])  # no docstring in the gallery
     parser.add_argument("--output", default="quickstart_tree.png", help="where to save the tree picture")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the default training length")
     args = parser.parse_args()

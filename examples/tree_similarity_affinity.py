@@ -1,5 +1,7 @@
-"""The tree similarity of a fitted CoHiClust, used as a precomputed affinity.
+"""The tree similarity as a precomputed affinity
+=============================================
 
+The tree similarity of a fitted CoHiClust, used as a precomputed affinity.
 ``model.similarity(X)`` gives, for every pair of samples, CoHiClust's own
 similarity: the Bhattacharyya coefficient of their distributions over the
 nodes of each level, averaged over the levels (1 for a sample with itself,
@@ -32,7 +34,7 @@ def report(name, y, labels):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])  # no docstring in the gallery
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--n-samples", type=int, default=1000)
     args = parser.parse_args(argv)

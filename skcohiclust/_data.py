@@ -203,6 +203,6 @@ def map_batches(fn, source: BatchSource, batch_size: int, pad: bool = False) -> 
         result = fn(batch)
         if outputs is None:
             outputs = [np.empty((n, *r.shape[1:]), dtype=np.float32) for r in result]
-        for out, r in zip(outputs, result):
+        for out, r in zip(outputs, result, strict=True):
             out[start : start + rows] = r[:rows].detach().float().cpu().numpy()
     return outputs

@@ -75,7 +75,22 @@ class ImageAugmentation:
     padding_mode: str = "zeros"
 
     def affine_matrices(self, n: int, generator: torch.Generator, device) -> torch.Tensor:
-        """Per-sample affine matrices ``(n, 2, 3)`` mapping output to input coordinates."""
+        """Per-sample affine matrices mapping output to input coordinates.
+
+        Parameters
+        ----------
+        n : int
+            Samples.
+        generator : torch.Generator
+            Source of randomness (on ``device``).
+        device : torch.device
+            Where the matrices are made.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, 2, 3)``.
+        """
         side = _uniform(n, self.scale[0], self.scale[1], generator, device)
         log_ratio = _uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), generator, device)
         aspect = torch.exp(log_ratio / 2)
@@ -99,9 +114,21 @@ class ImageAugmentation:
     def colour(self, x: torch.Tensor, generator: torch.Generator, high=None) -> torch.Tensor:
         """Apply brightness, contrast, saturation, hue, grey and noise to ``(n, C, H, W)``.
 
-        ``high`` is the ceiling that colour changes keep values under; by
-        default the batch's largest value, at least 1 (so ``[0, 1]`` for
-        8-bit data).
+        Parameters
+        ----------
+        x : torch.Tensor
+            Images ``(n, C, H, W)``.
+        generator : torch.Generator
+            Source of randomness (on ``x``'s device).
+        high : float or None, default=None
+            The ceiling that colour changes keep values under; by default
+            the batch's largest value, at least 1 (so ``[0, 1]`` for 8-bit
+            data).
+
+        Returns
+        -------
+        torch.Tensor
+            The changed images, same shape.
         """
         n, channels = x.shape[:2]
         device = x.device

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["Callback", "EarlyStopping", "notify", "call_hook"]
 
@@ -23,7 +28,7 @@ __all__ = ["Callback", "EarlyStopping", "notify", "call_hook"]
 class Callback:
     """Base class of training callbacks; override the hooks you need."""
 
-    def on_train_begin(self, history, network):
+    def on_train_begin(self, history: list[dict], network: nn.Module) -> None:
         """Called when a call of ``fit`` or ``partial_fit`` starts training.
 
         Parameters
@@ -34,7 +39,7 @@ class Callback:
             The network being trained.
         """
 
-    def on_epoch_end(self, history, network):
+    def on_epoch_end(self, history: list[dict], network: nn.Module) -> bool | None:
         """Called after each epoch.
 
         Parameters
@@ -51,7 +56,7 @@ class Callback:
         """
         return None
 
-    def on_train_end(self, history, network):
+    def on_train_end(self, history: list[dict], network: nn.Module) -> None:
         """Called when training stops (after the last epoch, a stop, or Ctrl-C).
 
         Parameters
@@ -102,8 +107,21 @@ class EarlyStopping(Callback):
         self.min_delta = float(min_delta)
         self.during_warmup = bool(during_warmup)
 
-    def on_epoch_end(self, history, network):
-        """Return True once the last ``patience`` epochs of this phase brought no improvement."""
+    def on_epoch_end(self, history: list[dict], network: nn.Module) -> bool:
+        """Return True once the last ``patience`` epochs of this phase brought no improvement.
+
+        Parameters
+        ----------
+        history : list of dict
+            The training history so far.
+        network : torch.nn.Module
+            The network (unused).
+
+        Returns
+        -------
+        bool
+            Whether to stop.
+        """
         if not history:
             return False
         phase = history[-1].get("phase")
@@ -123,7 +141,7 @@ class EarlyStopping(Callback):
         )
 
 
-def notify(callbacks, history, network) -> bool:
+def notify(callbacks: Iterable, history: list[dict], network: nn.Module) -> bool:
     """Call every callback's ``on_epoch_end``; True if any of them asks to stop.
 
     Parameters
@@ -158,7 +176,7 @@ def notify(callbacks, history, network) -> bool:
     return stop
 
 
-def call_hook(callbacks, name: str, history, network) -> None:
+def call_hook(callbacks: Iterable, name: str, history: list[dict], network: nn.Module) -> None:
     """Call ``name`` (``"on_train_begin"`` or ``"on_train_end"``) on the callbacks that have it.
 
     Parameters

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._image_files import is_archive, read_image_tree, split_classes
+from ._image_files import read_image_tree, split_classes
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -86,7 +86,7 @@ class DatasetNotFoundError(FileNotFoundError):
     """A data set is not installed where it was looked for; the message says how to get it."""
 
 
-def load_digits_images():
+def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's handwritten digits as 8x8 images.
 
     Returns
@@ -109,7 +109,7 @@ def load_digits_images():
     return digits.images.astype(np.float32), digits.target.astype(np.int64)
 
 
-def load_idx(path) -> np.ndarray:
+def load_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the format of MNIST and Fashion-MNIST), gzipped or plain.
 
     The file starts with two zero bytes, a type code (``0x08`` uint8,
@@ -161,7 +161,9 @@ def load_idx(path) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="))  # a writable copy in native byte order
 
 
-def load_fashion_mnist(data_home=None, subset="all"):
+def load_fashion_mnist(
+    data_home: str | os.PathLike | None = None, subset: str = "all"
+) -> tuple[np.ndarray, np.ndarray]:
     """The Fashion-MNIST images (Zalando's 28x28 grey clothing, 10 classes).
 
     Parameters
@@ -244,7 +246,9 @@ def _find_fashion_mnist(data_home, names) -> Path:
     )
 
 
-def load_image_folder(path, image_size=None, errors="raise"):
+def load_image_folder(
+    path: str | os.PathLike, image_size: int | tuple[int, int] | None = None, errors: str = "raise"
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Images from a folder tree or an archive of one, in the ImageFolder layout.
 
     One folder per class, the images of a class anywhere below its folder
@@ -326,7 +330,7 @@ def _check_image_size(image_size):
     return tuple(int(s) for s in size)
 
 
-def load_cifar10(data_home=None, subset="all"):
+def load_cifar10(data_home: str | os.PathLike | None = None, subset: str = "all") -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10: 32x32 colour photographs of 10 classes, from files already on disk.
 
     Read from any of the forms it is kept in (nothing is downloaded):

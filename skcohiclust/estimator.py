@@ -11,18 +11,21 @@ import copy
 import io
 import numbers
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import hierarchy
 from . import tree as tree_math
 from ._data import BatchSource, infer_input_spec, input_statistics, map_batches
+from ._validation import MAX_DEPTH, check_float32_range, check_tree_fits_memory, seed_from
 from .augment import resolve_augmentation
 from .callbacks import EarlyStopping
+from .checkpoints import checkpoint_lock
 from .networks import BACKBONES, build_network
 from .training import Trainer, TrainingConfig, run_metadata
 
@@ -179,20 +182,20 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Cluster of each training sample, ``0..n_clusters_-1``.
     n_clusters_ : int
         Number of active leaves (clusters).
-    leaves_ : ndarray of shape (n_clusters_,)
+    leaves_ : ndarray of shape ``(n_clusters_,)``
         Position (``0..2**depth-1``, left to right) of the leaf behind each
         cluster label.
-    tree_ : ndarray of shape (n_clusters_ - 1, 4)
+    tree_ : ndarray of shape ``(n_clusters_ - 1, 4)``
         Scipy linkage matrix over the clusters: the learned tree with
         pruned subtrees collapsed.  A merge of level ``l`` has a height in
         ``[depth - l, depth - l + 0.5)``.
-    children_ : ndarray of shape (n_clusters_ - 1, 2)
+    children_ : ndarray of shape ``(n_clusters_ - 1, 2)``
         The merges of ``tree_``, as ``AgglomerativeClustering.children_``.
-    distances_ : ndarray of shape (n_clusters_ - 1,)
+    distances_ : ndarray of shape ``(n_clusters_ - 1,)``
         The merge heights of ``tree_``.
     n_leaves_ : int
         Leaves of ``tree_`` (equals ``n_clusters_``).
-    leaf_sizes_ : ndarray of shape (n_clusters_,)
+    leaf_sizes_ : ndarray of shape ``(n_clusters_,)``
         Training samples per cluster.
     node_mass_ : ndarray of shape (2**(depth + 1) - 2,)
         Mean probability of the training samples for every node of levels
@@ -287,7 +290,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ parameters
     def _training_config(self) -> TrainingConfig:
-        _check_int("depth", self.depth, 1, 16)
+        _check_int("depth", self.depth, 1, MAX_DEPTH, "(and small enough for memory)")
         n_leaves = 2**self.depth
         if self.n_clusters is not None:
             _check_int(
@@ -359,6 +362,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         if X.ndim > 4:
             raise ValueError(f"X must have 2, 3 or 4 dimensions, got shape {X.shape}.")
+        check_float32_range(X)
         if not reset and tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but CoHiClust was fitted on samples of shape "
@@ -367,7 +371,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         return X
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> CoHiClust:
         """Train the network and the tree on ``X``.
 
         Parameters
@@ -389,13 +393,14 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             return self._train_more(X, config, config.max_epochs, final=True)
         X = self._validate_X(X, reset=True)
         trainer, source, name, spec = self._new_trainer(X, config, self.checkpoint_dir)
-        if not (trainer.resume() and trainer.finished):
-            trainer.fit()
+        with checkpoint_lock(self.checkpoint_dir):  # one fit at a time writes a checkpoint_dir
+            if not (trainer.resume() and trainer.finished):
+                trainer.fit()
         self._end_training(trainer, source, name, spec, final=True)
         return self
 
     # ---- long runs: partial_fit, warm start (see docs/long_runs.md) ----------------------
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X: ArrayLike, y: object = None) -> CoHiClust:
         """Train one epoch (one pass) on ``X``, a chunk of the data.
 
         The first call initialises the model (the input statistics come from
@@ -443,7 +448,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         spec = infer_input_spec(X, self.image_shape)
         augmentation = resolve_augmentation(self.augmentation, spec.is_image, spec.shape[0] if spec.is_image else 1)
         device = _resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 2))
+        seed = seed_from(self.random_state)
+        check_tree_fits_memory(self.depth, len(X), config.batch_size, self.backbone, device)
         source = BatchSource(X, spec, device)
         backbone = copy.deepcopy(self.backbone) if isinstance(self.backbone, torch.nn.Module) else self.backbone
         with torch.random.fork_rng(devices=[]):
@@ -557,7 +563,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             active_prob, mask.numpy(), self.depth
         )
 
-    def prune(self, n_clusters):
+    def prune(self, n_clusters: int) -> CoHiClust:
         """Cut the fitted tree to ``n_clusters`` leaves without retraining.
 
         The least used leaf (smallest mean probability over the training
@@ -609,31 +615,33 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             (result,) = map_batches(run, source, *_inference_batching(source.device))
         return result
 
-    def predict_proba(self, X, level=None):
+    def predict_proba(self, X: ArrayLike, level: int | None = None) -> np.ndarray:
         """Probability of each cluster (active leaf) for every sample.
 
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         level : int or None, default=None
             A level ``0..depth`` of the tree: the probability of each of its
             clusters (the sum over the leaves below).  ``None`` is the leaves.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_clusters_)
+        ndarray of shape ``(n_samples, n_clusters_)``
             Rows sum to 1; column ``k`` is cluster ``k`` (at ``level``: the
             columns are that level's clusters, see :meth:`labels_at_level`).
         """
         proba = self._infer(X, "proba")
         return proba if level is None else hierarchy.level_probabilities(proba, self.leaves_, self.depth, level)
 
-    def predict(self, X, level=None):
+    def predict(self, X: ArrayLike, level: int | None = None) -> np.ndarray:
         """Cluster of each sample: the most probable active leaf.
 
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         level : int or None, default=None
             A level ``0..depth`` of the tree: the label of the ancestor, at
             that level, of the sample's leaf (so the levels nest; see
@@ -647,12 +655,13 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         labels = self.predict_proba(X).argmax(axis=1)
         return labels if level is None else hierarchy.leaf_to_level(self.leaves_, self.depth, level)[labels]
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """The learned representation (backbone output) of each sample.
 
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
 
         Returns
         -------
@@ -660,7 +669,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         return self._infer(X, "transform")
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: object = None) -> float:
         """Mean probability of the assigned cluster (assignment confidence).
 
         Higher is better: 1 when every sample sits in one leaf with
@@ -671,7 +680,9 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         y : Ignored
+            Not used, present for API consistency.
 
         Returns
         -------
@@ -681,8 +692,8 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ hierarchy (see skcohiclust.hierarchy)
     @property
-    def children_(self):
-        """ndarray of shape (n_clusters_ - 1, 2): the two nodes each merge of ``tree_`` joins.
+    def children_(self) -> np.ndarray:
+        """ndarray of shape ``(n_clusters_ - 1, 2)``: the two nodes each merge of ``tree_`` joins.
 
         As in :class:`~sklearn.cluster.AgglomerativeClustering`: values below
         ``n_leaves_`` are leaf clusters, value ``n_leaves_ + i`` is the node
@@ -692,24 +703,24 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         return self.tree_[:, :2].astype(np.intp)
 
     @property
-    def distances_(self):
-        """ndarray of shape (n_clusters_ - 1,): the height of each merge of ``tree_``."""
+    def distances_(self) -> np.ndarray:
+        """ndarray of shape ``(n_clusters_ - 1,)``: the height of each merge of ``tree_``."""
         check_is_fitted(self)
         return self.tree_[:, 2].copy()
 
     @property
-    def n_leaves_(self):
+    def n_leaves_(self) -> int:
         """int: number of leaves of ``tree_``, i.e. ``n_clusters_``."""
         check_is_fitted(self)
         return self.tree_.shape[0] + 1
 
     @property
-    def leaf_sizes_(self):
-        """ndarray of shape (n_clusters_,): training samples in each cluster."""
+    def leaf_sizes_(self) -> np.ndarray:
+        """ndarray of shape ``(n_clusters_,)``: training samples in each cluster."""
         check_is_fitted(self)
         return np.bincount(self.labels_, minlength=self.n_clusters_)
 
-    def labels_at_level(self, level):
+    def labels_at_level(self, level: int) -> np.ndarray:
         """Cluster of each training sample at a level of the tree.
 
         The clusters of level ``l`` are its nodes with an active leaf below,
@@ -731,7 +742,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return hierarchy.leaf_to_level(self.leaves_, self.depth, level)[self.labels_]
 
-    def similarity(self, X, Y=None, kind="bhattacharyya"):
+    def similarity(self, X: ArrayLike, Y: ArrayLike | None = None, kind: str = "bhattacharyya") -> np.ndarray:
         """Tree similarity between samples, in ``[0, 1]``.
 
         ``"bhattacharyya"`` is CoHiClust's own similarity: the Bhattacharyya
@@ -746,6 +757,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of the shape seen at fit
+            Samples.
         Y : array-like of the shape seen at fit or None, default=None
             ``None`` compares ``X`` with itself (a symmetric matrix).
         kind : {"bhattacharyya", "lca"}, default="bhattacharyya"
@@ -764,7 +776,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             return hierarchy.lca_similarity(labels_x, labels_y, self.leaves_, self.depth)
         return hierarchy.bhattacharyya_similarity(proba_x, proba_y, self.leaves_, self.depth)
 
-    def to_newick(self, leaf_names=None):
+    def to_newick(self, leaf_names: Sequence[str] | None = None) -> str:
         """The tree ``tree_`` in Newick format, branch lengths from its heights.
 
         Parameters
@@ -782,7 +794,7 @@ class CoHiClust(ClusterMixin, TransformerMixin, BaseEstimator):
             leaf_names = [f"c{k}" for k in range(self.n_clusters_)]
         return hierarchy.linkage_to_newick(self.tree_, list(leaf_names))
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The active tree as a nested dict that ``json.dumps`` accepts.
 
         Every node: ``id`` (heap index), ``level``, ``position`` within the

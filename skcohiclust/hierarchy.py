@@ -23,8 +23,10 @@ This module knows nothing about scikit-learn or torch.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .tree import level_slice
 
@@ -45,7 +47,7 @@ __all__ = [
 SIMILARITY_KINDS = ("bhattacharyya", "lca")
 
 
-def check_level(level, depth: int) -> int:
+def check_level(level: int, depth: int) -> int:
     """Validate a tree level.
 
     Parameters
@@ -73,7 +75,7 @@ def check_level(level, depth: int) -> int:
     return int(level)
 
 
-def level_nodes(leaves, depth: int, level: int) -> np.ndarray:
+def level_nodes(leaves: ArrayLike, depth: int, level: int) -> np.ndarray:
     """Positions, within their level, of the active nodes of ``level``.
 
     Parameters
@@ -94,7 +96,7 @@ def level_nodes(leaves, depth: int, level: int) -> np.ndarray:
     return _level_partition(leaves, depth, level)[0]
 
 
-def leaf_to_level(leaves, depth: int, level: int) -> np.ndarray:
+def leaf_to_level(leaves: ArrayLike, depth: int, level: int) -> np.ndarray:
     """Level-``level`` label of every leaf cluster.
 
     Parameters
@@ -123,7 +125,7 @@ def _level_partition(leaves, depth: int, level: int):
     return positions, mapping.reshape(-1).astype(np.intp)
 
 
-def level_probabilities(proba, leaves, depth: int, level: int) -> np.ndarray:
+def level_probabilities(proba: ArrayLike, leaves: ArrayLike, depth: int, level: int) -> np.ndarray:
     """Probability of every active node of ``level``: the sum over its leaves.
 
     Parameters
@@ -149,7 +151,7 @@ def level_probabilities(proba, leaves, depth: int, level: int) -> np.ndarray:
     return np.add.reduceat(proba, starts, axis=1)
 
 
-def level_sizes(labels, leaves, depth: int, level: int) -> np.ndarray:
+def level_sizes(labels: ArrayLike, leaves: ArrayLike, depth: int, level: int) -> np.ndarray:
     """Number of samples in every cluster of ``level``.
 
     Parameters
@@ -180,7 +182,9 @@ def _sqrt_levels(proba, leaves, depth: int) -> np.ndarray:
     return np.concatenate(parts, axis=1) / np.sqrt(depth)
 
 
-def bhattacharyya_similarity(proba_x, proba_y, leaves, depth: int) -> np.ndarray:
+def bhattacharyya_similarity(
+    proba_x: ArrayLike, proba_y: ArrayLike | None, leaves: ArrayLike, depth: int
+) -> np.ndarray:
     """Tree similarity of CoHiClust: the Bhattacharyya coefficient averaged over levels.
 
     ``s(x, y) = 1/depth * sum_{l=1..depth} sum_i sqrt(P_l^i(x) * P_l^i(y))``,
@@ -217,7 +221,7 @@ def bhattacharyya_similarity(proba_x, proba_y, leaves, depth: int) -> np.ndarray
     return np.clip(similarity, 0.0, 1.0, out=similarity)
 
 
-def lca_similarity(labels_x, labels_y, leaves, depth: int) -> np.ndarray:
+def lca_similarity(labels_x: ArrayLike, labels_y: ArrayLike, leaves: ArrayLike, depth: int) -> np.ndarray:
     """Level of the lowest common ancestor of two samples' leaves, over ``depth``.
 
     1 for two samples in the same leaf, 0 when their paths part at the
@@ -260,7 +264,7 @@ def _newick_name(name: str) -> str:
     return name
 
 
-def ordered_linkage(linkage) -> np.ndarray:
+def ordered_linkage(linkage: ArrayLike) -> np.ndarray:
     """The linkage matrix with each merge's children in left-to-right order.
 
     Linkages from other tools often store the smaller node id first; here the
@@ -289,7 +293,7 @@ def ordered_linkage(linkage) -> np.ndarray:
     return linkage
 
 
-def linkage_to_newick(linkage, leaf_names) -> str:
+def linkage_to_newick(linkage: ArrayLike, leaf_names: Sequence[str]) -> str:
     """Newick string of a scipy linkage matrix, branch lengths from the heights.
 
     Leaves stand at height 0; the branch above a node is its parent's height
@@ -322,7 +326,7 @@ def linkage_to_newick(linkage, leaf_names) -> str:
     return text[-1] + ";"
 
 
-def tree_to_dict(leaves, depth: int, node_mass, leaf_sizes) -> dict:
+def tree_to_dict(leaves: ArrayLike, depth: int, node_mass: ArrayLike, leaf_sizes: ArrayLike) -> dict:
     """The active part of the tree as a nested, JSON-serialisable dict.
 
     Every node with an active leaf below is kept, including nodes that
@@ -373,7 +377,7 @@ def tree_to_dict(leaves, depth: int, node_mass, leaf_sizes) -> dict:
         ]
         if previous is not None:
             parent_label = np.searchsorted(positions, previous[1] >> 1)
-            for child, parent in zip(previous[0], parent_label):
+            for child, parent in zip(previous[0], parent_label, strict=True):
                 nodes[parent]["children"].append(child)
         previous = (nodes, positions)
     return previous[0][0]

@@ -17,13 +17,14 @@ over k-means centroids with the k-means labels.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import is_valid_linkage, leaves_list
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["cluster_accuracy", "dendrogram_purity", "leaf_purity"]
 
 
-def cluster_accuracy(y_true, y_pred) -> float:
+def cluster_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Clustering accuracy: the fraction of samples right under the best cluster-to-class matching.
 
     Each cluster is matched to at most one class and each class to at most
@@ -58,7 +59,7 @@ def cluster_accuracy(y_true, y_pred) -> float:
     return float(table[rows, cols].sum() / true_codes.shape[0])
 
 
-def leaf_purity(y_true, leaf_labels) -> float:
+def leaf_purity(y_true: ArrayLike, leaf_labels: ArrayLike) -> float:
     """Leaf purity: the size-weighted fraction of each leaf's majority class.
 
     Equal to ``sum over leaves of (count of the leaf's most frequent class) /
@@ -87,7 +88,7 @@ def leaf_purity(y_true, leaf_labels) -> float:
     return float(table.max(axis=0).sum() / true_codes.shape[0])
 
 
-def dendrogram_purity(y_true, leaf_labels, linkage) -> float:
+def dendrogram_purity(y_true: ArrayLike, leaf_labels: ArrayLike, linkage: ArrayLike) -> float:
     """Dendrogram purity of a tree over leaf clusters (Heller & Ghahramani, 2005).
 
     For every pair of samples ``i < j`` of one true class ``c``, take the
@@ -213,7 +214,7 @@ def _check_label_pair(y_true, y_other, other_name: str, codes_for_pred: bool = T
             f"y_true and {other_name} must have the same length, got {y_true.shape[0]} and {y_other.shape[0]}."
         )
     if y_true.shape[0] == 0:
-        raise ValueError("y_true and {} must not be empty.".format(other_name))
+        raise ValueError(f"y_true and {other_name} must not be empty.")
     true_codes = np.unique(y_true, return_inverse=True)[1].ravel()
     if codes_for_pred:
         return true_codes, np.unique(y_other, return_inverse=True)[1].ravel()
@@ -263,7 +264,8 @@ def _check_leaf_labels(leaf_labels: np.ndarray, n_leaves: int) -> np.ndarray:
         leaf_labels = leaf_labels.astype(np.int64)
     if leaf_labels.dtype.kind not in "iu":
         raise ValueError(
-            f"leaf_labels must be integers 0..{n_leaves - 1} (the leaves of the linkage), got dtype {leaf_labels.dtype}."
+            f"leaf_labels must be integers 0..{n_leaves - 1} (the leaves of the linkage), "
+            f"got dtype {leaf_labels.dtype}."
         )
     if leaf_labels.min() < 0 or leaf_labels.max() >= n_leaves:
         raise ValueError(

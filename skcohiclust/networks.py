@@ -75,7 +75,18 @@ class SmallCNN(nn.Module):
         self.output_dim = 4 * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Representation of a batch of images, shape ``(n, output_dim)``."""
+        """Representation of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Images ``(n, C, H, W)``, standardised.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, output_dim)``.
+        """
         return self.features(x)
 
 
@@ -108,7 +119,18 @@ class MLP(nn.Module):
         self.output_dim = hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Representation of a batch of vectors, shape ``(n, output_dim)``."""
+        """Representation of a batch of vectors.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Vectors ``(n, d)``, standardised.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, output_dim)``.
+        """
         return self.layers(x)
 
 
@@ -162,7 +184,18 @@ class ProjectionHead(nn.Module):
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Projection of the representation ``h``."""
+        """Projection of the representation.
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Representations ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, projection_dim)`` (not yet normalised).
+        """
         return self.layers(h)
 
 
@@ -188,11 +221,33 @@ class TreeHead(nn.Module):
         self.linear = nn.Linear(in_features, n_internal_nodes(depth))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
-        """The features the routing hyperplanes act on."""
+        """The features the routing hyperplanes act on: ``h`` scaled to norm ``sqrt(dim)``.
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Representations ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Float32, same shape.
+        """
         return F.normalize(h.float(), dim=1) * h.shape[1] ** 0.5
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Probability of going left at every internal node (heap order)."""
+        """Probability of going left at every internal node (heap order).
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Representations ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, 2**depth - 1)``, float32.
+        """
         return torch.sigmoid(self.linear(self.features(h)).float())
 
 
@@ -265,7 +320,18 @@ class CoHiClustNetwork(nn.Module):
         self.register_buffer("leaf_mask", torch.ones(2**depth, dtype=torch.bool))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize (images) and standardise a batch of raw inputs."""
+        """Resize (images) and standardise a batch of raw inputs.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Raw inputs, ``(n, C, H, W)`` or ``(n, d)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The backbone's input.
+        """
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return (x - self.input_mean) / self.input_std
@@ -294,9 +360,7 @@ class CoHiClustNetwork(nn.Module):
 
 
 def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
-    dim = getattr(backbone, "output_dim", None)
-    if dim is not None:
-        return int(dim)
+    """The representation size of ``backbone``, checked on ``example`` (a batch of zeros)."""
     was_training = backbone.training
     backbone.eval()
     try:
@@ -306,10 +370,20 @@ def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
         raise ValueError(f"the backbone module failed on an input of shape {tuple(example.shape)}: {exc}") from exc
     finally:
         backbone.train(was_training)
-    if out.ndim != 2:
-        raise ValueError(
-            f"the backbone module must return a 2-D tensor (n, features); it returned shape {tuple(out.shape)}."
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(
+            f"the backbone module must return a tensor of shape (n, features); it returned a {type(out).__name__}."
         )
+    n = example.shape[0]
+    if out.ndim != 2 or out.shape[0] != n or out.shape[1] < 1:
+        raise ValueError(
+            f"the backbone module must return a tensor of shape (n, features) with n = {n} rows for {n} "
+            f"inputs and at least one feature; on inputs of shape {tuple(example.shape)} it returned shape "
+            f"{tuple(out.shape)}."
+        )
+    declared = getattr(backbone, "output_dim", None)
+    if declared is not None and declared != out.shape[1]:
+        raise ValueError(f"the backbone module declares output_dim={declared!r}, but returns {out.shape[1]} features.")
     return int(out.shape[1])
 
 

@@ -9,13 +9,22 @@ functions draw on any backend, Agg included (no display needed).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import dendrogram
 from sklearn.utils.validation import check_is_fitted
 
 from . import hierarchy
 from .tree import level_cut_height
+
+if TYPE_CHECKING:  # matplotlib is optional: imported for the annotations only
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .estimator import CoHiClust
 
 __all__ = ["plot_tree", "plot_level_sizes"]
 
@@ -112,7 +121,16 @@ def _check_fitted_tree(model):
             raise TypeError(f"model must be a fitted CoHiClust (it has no {name}); got {type(model).__name__}.")
 
 
-def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=None, cmap="gray_r"):
+def plot_tree(
+    model: CoHiClust,
+    X: ArrayLike | None = None,
+    *,
+    n_images: int = 5,
+    images: ArrayLike | None = None,
+    leaf_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    cmap: str = "gray_r",
+) -> Figure:
     """Draw the fitted tree as a dendrogram, with each leaf's size and typical images.
 
     The dendrogram is ``model.tree_`` (pruned subtrees collapsed), its leaf
@@ -198,7 +216,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
             above_threshold_color="0.35",
         )
         order = np.asarray(dendro["leaves"])
-        segments = [np.column_stack([x, y]) for x, y in zip(dendro["icoord"], dendro["dcoord"])]
+        segments = [np.column_stack([x, y]) for x, y in zip(dendro["icoord"], dendro["dcoord"], strict=True)]
         colors = dendro["color_list"]
         top = float(np.max(model.tree_[:, 2])) + 0.3
     else:
@@ -241,7 +259,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
     ax.spines["left"].set_bounds(0, top)
 
     x_leaf = 5.0 + 10.0 * np.arange(k)
-    for x, cluster in zip(x_leaf, order):
+    for x, cluster in zip(x_leaf, order, strict=True):
         ax.text(x, -0.06 * per_inch, f"{leaf_names[cluster]}\nn={sizes[cluster]}", ha="center", va="top", fontsize=font)
 
     # ---- the typical images, one column per leaf
@@ -252,7 +270,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
         remap[used] = np.arange(len(used))
         fill = 1.0 if shown.ndim == 4 else np.nan
         strip_height = n_rows * image_in * per_inch
-        for x, cluster in zip(x_leaf, order):
+        for x, cluster in zip(x_leaf, order, strict=True):
             inset = ax.inset_axes([x - 4.6, bottom, 9.2, strip_height], transform=ax.transData)
             column = typical[:, cluster]
             strip = _strip(shown, np.where(column >= 0, remap[np.maximum(column, 0)], -1), fill)
@@ -262,7 +280,7 @@ def plot_tree(model, X=None, *, n_images=5, images=None, leaf_names=None, ax=Non
     return fig
 
 
-def plot_level_sizes(model, X=None, *, ax=None):
+def plot_level_sizes(model: CoHiClust, X: ArrayLike | None = None, *, ax: Axes | None = None) -> Figure:
     """Cluster sizes at every level of the tree, as an icicle chart.
 
     Row ``l`` shows the clusters of level ``l`` (as
@@ -311,7 +329,7 @@ def plot_level_sizes(model, X=None, *, ax=None):
         colors = ["0.6"] if level == 0 else [palette(b % 10) for b in node_branch]
         left = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         ax.barh(level, sizes, left=left, height=0.8, color=colors, edgecolor="white", linewidth=1.0)
-        for x, size in zip(left + sizes / 2.0, sizes):
+        for x, size in zip(left + sizes / 2.0, sizes, strict=True):
             if size / total >= 0.04:
                 ax.text(x, level, str(size), ha="center", va="center", fontsize=8)
         tick_labels.append(f"level {level}\n({len(sizes)} cluster{'s' if len(sizes) != 1 else ''})")

@@ -28,6 +28,7 @@ import torch
 
 from .augment import ImageAugmentation
 from .callbacks import call_hook, notify
+from .checkpoints import read_checkpoint, write_checkpoint
 from .losses import balance_regularizer, hierarchical_contrastive_loss, leaf_balance, nt_xent, tree_batch_statistics
 from .neighbors import MAX_CANDIDATES, nearest_neighbors
 from .tree import level_slice, node_active_mask, node_probabilities
@@ -660,6 +661,7 @@ class Trainer:
                 call_hook(self.callbacks, "on_train_begin", self.history, self.network)
                 while self.epoch < self._last:
                     entry = self.train_epoch()
+                    _check_finite_loss(entry, self.epoch + 1, self.config, self.bfloat16)
                     self.epoch += 1
                     self.history.append(entry)
                     self._capture_global_rng()
@@ -820,19 +822,9 @@ class Trainer:
         return os.path.join(os.fspath(self.checkpoint_dir), CHECKPOINT_NAME)
 
     def save_checkpoint(self) -> None:
-        """Write the state atomically: a temporary file, flushed to disk, then a rename."""
+        """Write the state atomically, with a checksum (see :func:`~skcohiclust.checkpoints.write_checkpoint`)."""
         os.makedirs(self.checkpoint_dir, exist_ok=True)
-        path = self.checkpoint_path()
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as handle:
-                torch.save(self.state_dict(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_checkpoint(self.state_dict(), self.checkpoint_path())
         self._saved_epoch = self.epoch
 
     def resume(self) -> bool:
@@ -846,14 +838,14 @@ class Trainer:
         """
         if self.checkpoint_dir is None or not os.path.exists(self.checkpoint_path()):
             return False
+        state = read_checkpoint(self.checkpoint_path(), map_location=self.device)  # CheckpointError if unusable
         try:
-            state = torch.load(self.checkpoint_path(), map_location=self.device, weights_only=True)
-        except Exception as exc:  # truncated or foreign file
+            self.load_state_dict(state)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:  # the right format, but parts missing
             raise ValueError(
-                f"could not read the checkpoint {self.checkpoint_path()} ({type(exc).__name__}: {exc}); "
-                "delete it or use another checkpoint_dir."
-            ) from exc
-        self.load_state_dict(state)
+                f"{self.checkpoint_path()} is not a complete skcohiclust checkpoint ({type(exc).__name__}: {exc}); "
+                "delete it to start afresh, or use another checkpoint_dir."
+            ) from None
         if self.config.verbose:
             state = "finished" if self.finished else "resuming"
             print(f"checkpoint {self.checkpoint_path()}: epoch {self.epoch}, {state}", file=sys.stderr)
@@ -930,6 +922,17 @@ def _plain(value):
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     return repr(value)
+
+
+def _check_finite_loss(entry: dict, epoch: int, config: TrainingConfig, bfloat16: bool) -> None:
+    """Stop with a clear error when an epoch's loss is NaN or infinite (training diverged)."""
+    if np.isfinite(entry["loss"]):
+        return
+    hint = "a lower lr" + (" or mixed_precision=False (bfloat16 was used)" if bfloat16 else "")
+    raise ValueError(
+        f"training diverged: the loss of epoch {epoch} is {entry['loss']} (lr={config.lr}, batch_size="
+        f"{config.batch_size}); the network would predict nothing meaningful. Try {hint}, or check the input."
+    )
 
 
 def _postfix(means, n_leaves) -> dict:

@@ -178,7 +178,7 @@ def test_same_random_state_gives_identical_fits(small_digits):
     a = CoHiClust(depth=2, **FAST).fit(images)
     b = CoHiClust(depth=2, **FAST).fit(images)
     np.testing.assert_array_equal(a.labels_, b.labels_)
-    for (name, p), q in zip(a.module_.state_dict().items(), b.module_.state_dict().values()):
+    for (name, p), q in zip(a.module_.state_dict().items(), b.module_.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
 
 

@@ -10,8 +10,7 @@ import torch
 from scipy.cluster.hierarchy import dendrogram, fcluster
 from sklearn.cluster import SpectralClustering
 
-from skcohiclust import CoHiClust
-from skcohiclust import hierarchy
+from skcohiclust import CoHiClust, hierarchy
 from skcohiclust import tree as tree_math
 
 from .conftest import FAST

@@ -76,7 +76,7 @@ def test_tree_loss_and_regularizer_equal_direct_computation(depth, batch, masked
         nodes = tree.node_probabilities(torch.sigmoid(lg), depth)
         return _direct_tree_loss(nodes, depth, batch, node_mask), _direct_regularizer(nodes, depth, node_mask)
 
-    for got, want in zip(fast(logits), direct(logits)):
+    for got, want in zip(fast(logits), direct(logits), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
         (g1,) = torch.autograd.grad(got, logits, retain_graph=True)
         (g2,) = torch.autograd.grad(want, logits, retain_graph=True)
@@ -169,7 +169,8 @@ def _stats_of_leaf_masses(leaf_mass, depth):
 
 
 def test_leaf_balance_is_zero_for_equal_leaves_where_the_papers_regulariser_is_not_smallest():
-    # the 10 leaves a k-means start arranged in a depth-4 tree on Fashion-MNIST: (0 (4 (6 7))) ((8 10) ((12 13) (14 15)))
+    # the 10 leaves a k-means start arranged in a depth-4 tree on Fashion-MNIST:
+    # (0 (4 (6 7))) ((8 10) ((12 13) (14 15)))
     depth = 4
     leaf_mask = torch.zeros(16, dtype=torch.bool)
     leaf_mask[[0, 4, 6, 7, 8, 10, 12, 13, 14, 15]] = True

@@ -41,12 +41,12 @@ def brute_accuracy(y_true, y_pred):
     best = 0
     if len(clusters) <= len(classes):
         for perm in itertools.permutations(classes, len(clusters)):
-            mapping = dict(zip(clusters, perm))
-            best = max(best, sum(mapping[p] == t for t, p in zip(y_true, y_pred)))
+            mapping = dict(zip(clusters, perm, strict=True))
+            best = max(best, sum(mapping[p] == t for t, p in zip(y_true, y_pred, strict=True)))
     else:
         for perm in itertools.permutations(clusters, len(classes)):
-            mapping = dict(zip(perm, classes))
-            best = max(best, sum(mapping.get(p) == t for t, p in zip(y_true, y_pred)))
+            mapping = dict(zip(perm, classes, strict=True))
+            best = max(best, sum(mapping.get(p) == t for t, p in zip(y_true, y_pred, strict=True)))
     return best / len(y_true)
 
 

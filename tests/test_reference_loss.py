@@ -116,5 +116,5 @@ def test_reference_pair_lists_count_every_ordered_pair_once():
     assert torch.all((pr - pc).abs() == batch)
     assert not torch.any(nr == nc)
     assert not torch.any((nr - nc).abs() == batch)
-    pairs = set(zip(pr.tolist(), pc.tolist())) | set(zip(nr.tolist(), nc.tolist()))
+    pairs = set(zip(pr.tolist(), pc.tolist(), strict=True)) | set(zip(nr.tolist(), nc.tolist(), strict=True))
     assert len(pairs) == 2 * batch * (2 * batch - 1)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from skcohiclust import Callback, CoHiClust
+from skcohiclust.checkpoints import read_checkpoint
 from skcohiclust.training import CHECKPOINT_NAME
 
 from ._resume_child import PARAMS, make_data
@@ -34,7 +35,7 @@ def uninterrupted(X):
 
 
 def _load(directory):
-    return torch.load(os.path.join(directory, CHECKPOINT_NAME), weights_only=True)
+    return read_checkpoint(os.path.join(directory, CHECKPOINT_NAME))
 
 
 def _assert_same_model(a, b):

@@ -517,7 +517,9 @@ def test_leaf_balance_joins_the_objective_of_the_tree_phase_only(X):
     balanced = CoHiClust(max_epochs=3, leaf_balance=2.0, **PLAIN).fit(X)
     assert _losses(plain.history_)[0] == _losses(balanced.history_)[0]  # the same warm-up epoch
     # in the tree phase the regulariser entry carries the weighted KL divergence on top of the paper's term
-    assert all(b["regularizer"] != p["regularizer"] for b, p in zip(balanced.history_[1:], plain.history_[1:]))
+    assert all(
+        b["regularizer"] != p["regularizer"] for b, p in zip(balanced.history_[1:], plain.history_[1:], strict=True)
+    )
     assert not _same_parameters(plain, balanced)
 
 

@@ -151,7 +151,7 @@ def test_linkage_cut_at_level_height_gives_level_partition(seed):
             continue
         got = fcluster(Z, tree.level_cut_height(depth, level), criterion="distance")
         # same partition: a bijection between expected and got labels
-        pairs = set(zip(expected.tolist(), got.tolist()))
+        pairs = set(zip(expected.tolist(), got.tolist(), strict=True))
         assert len(pairs) == len(set(expected.tolist())) == len(set(got.tolist()))
 
 

@@ -103,7 +103,9 @@ def test_clustered_tree_start_does_not_depend_on_the_kmeans_seed():
     rng = np.random.default_rng(0)
     centres = np.array([[i, j] for i in range(4) for j in range(4)], dtype=float) * 3
     sizes = np.array([200, 20] * 8)
-    h = torch.from_numpy(np.concatenate([c + 0.5 * rng.standard_normal((n, 2)) for c, n in zip(centres, sizes)]))
+    h = torch.from_numpy(
+        np.concatenate([c + 0.5 * rng.standard_normal((n, 2)) for c, n in zip(centres, sizes, strict=True)])
+    )
     blobs = np.repeat(np.arange(16), sizes)
     leaves = []
     for seed in range(4):
@@ -126,7 +128,7 @@ def test_clustered_tree_edge_sizes():
         clustered_tree(h, 2, 5, seed=0)
     a = clustered_tree(h, 3, 5, seed=1)
     b = clustered_tree(h, 3, 5, seed=1)
-    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 def test_clustered_tree_with_fewer_distinct_rows_than_leaves_gives_finite_hyperplanes(recwarn):
