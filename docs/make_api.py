@@ -9,10 +9,23 @@ import inspect
 from pathlib import Path
 
 import skcohiclust
-from skcohiclust import augment, callbacks, datasets, hierarchy, losses, metrics, neighbors, networks, plotting, tree
+from skcohiclust import (
+    augment,
+    callbacks,
+    checkpoints,
+    datasets,
+    hierarchy,
+    losses,
+    metrics,
+    neighbors,
+    networks,
+    objectives,
+    plotting,
+    tree,
+)
 
 SECTIONS = [
-    ("Estimator", skcohiclust, ["CoHiClust"]),
+    ("Estimators", skcohiclust, ["CoHiClust", "ContrastiveClustering"]),
     ("Plots", plotting, ["plot_tree", "plot_level_sizes"]),
     ("Metrics", metrics, None),
     ("Data sets", datasets, None),
@@ -25,8 +38,22 @@ SECTIONS = [
     (
         "Networks",
         networks,
-        ["SmallCNN", "MLP", "resnet_backbone", "ProjectionHead", "TreeHead", "CoHiClustNetwork", "build_network"],
+        [
+            "SmallCNN",
+            "MLP",
+            "resnet_backbone",
+            "ProjectionHead",
+            "TreeHead",
+            "ClusterHead",
+            "ContrastiveNetwork",
+            "CoHiClustNetwork",
+            "FlatClusteringNetwork",
+            "build_backbone",
+            "build_network",
+        ],
     ),
+    ("Objectives (what each method trains)", objectives, None),
+    ("Checkpoints", checkpoints, ["TrainingState", "run_metadata", "data_fingerprint"]),
 ]
 
 
@@ -38,10 +65,16 @@ def _signature(obj):
 
 
 def _public_methods(cls):
-    for name, member in vars(cls).items():
-        if name.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+    """Public methods and properties, the package's base classes' included (bases first, overrides in place)."""
+    found = {}
+    for klass in reversed(cls.__mro__):
+        if not klass.__module__.startswith("skcohiclust"):
             continue
-        yield name, member
+        for name, member in vars(klass).items():
+            if name.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+                continue
+            found[name] = member
+    yield from found.items()
 
 
 def render() -> str:
@@ -61,7 +94,7 @@ def render() -> str:
                 "```",
                 "",
             ]
-            if inspect.isclass(obj) and module is skcohiclust:
+            if inspect.isclass(obj) and module in (skcohiclust, objectives):
                 for method_name, member in _public_methods(obj):
                     target = member.fget if isinstance(member, property) else member
                     sig = "" if isinstance(member, property) else _signature(target)

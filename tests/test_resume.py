@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from skcohiclust import Callback, CoHiClust
-from skcohiclust.training import CHECKPOINT_NAME
+from skcohiclust.checkpoints import CHECKPOINT_NAME
 
 from ._resume_child import PARAMS, make_data
 
