@@ -40,6 +40,15 @@ The methods (rows)
     the ``CoHiClust`` row's tree has 10 leaves from the start of its tree
     phase (the paper's method prunes during training), which shapes the
     tree; it doubles the CoHiClust time.
+``CC``
+    ``ContrastiveClustering(n_clusters=10, random_state=seed, max_epochs=...)``:
+    Contrastive Clustering (Li et al., AAAI 2021) on the same engine, with
+    the same backbone, views, batch size, epochs (CoHiClust's of the data
+    set, or ``--max-epochs``) and seeds as the ``CoHiClust`` row; its other
+    settings are the estimator's defaults (the paper's learning rate,
+    weight decay and temperatures, no warm-up).  A flat clusterer has no
+    tree: DP is that of a Ward linkage over the clusters' mean
+    representations (``model.transform``), computed after the timed fit.
 ``KMeans``
     ``KMeans(n_clusters=10, n_init=10, random_state=seed)`` on the raw pixels
     (flattened, original scale).  DP needs a tree: a Ward linkage over the
@@ -134,7 +143,7 @@ COHICLUST_PARAMS = {
 N_CLUSTERS = 10
 WARD_MAX_SAMPLES = 20_000
 DEEPECT_EPOCHS = (100, 150)  # ClustPy's defaults: pretraining, clustering
-METHODS = ("CoHiClust", "CoHiClust-unpruned", "KMeans", "Agglomerative-Ward", "DeepECT")
+METHODS = ("CoHiClust", "CoHiClust-unpruned", "CC", "KMeans", "Agglomerative-Ward", "DeepECT")
 
 DATASET_TITLES = {
     "digits": "scikit-learn digits (8×8)",
@@ -175,6 +184,8 @@ BARS = {
 }
 
 METRICS = ("acc", "nmi", "ari", "dp", "lp")
+#: The flat peers on the same engine; each must reach KMeans-on-raw-pixels ACC.
+PEERS = ("CC",)
 
 
 # ----------------------------------------------------------------------------- data
@@ -220,26 +231,55 @@ class Outcome:
     notes: str = ""
 
 
-def run_cohiclust(X, y, seed, args, pruned: bool) -> Outcome:
-    from skcohiclust import CoHiClust
-    from skcohiclust.training import native_bfloat16
-
+def _epochs(args):
+    """CoHiClust's epoch settings for the data set, with ``--max-epochs`` applied."""
     params = dict(COHICLUST_PARAMS[args.dataset])
     if args.max_epochs is not None:
         if "warmup_epochs" in params:  # keep the data set's share of warm-up
             share = params["warmup_epochs"] / params["max_epochs"]
             params["warmup_epochs"] = min(round(args.max_epochs * share), args.max_epochs - 1)
         params["max_epochs"] = args.max_epochs
+    return params
+
+
+def _precision_note(model):
+    from skcohiclust.training import native_bfloat16
+
+    bfloat16 = model.mixed_precision and native_bfloat16(model.device_)
+    return "; training in bfloat16" if bfloat16 else "; training in float32"
+
+
+def run_cohiclust(X, y, seed, args, pruned: bool) -> Outcome:
+    from skcohiclust import CoHiClust
+
+    params = _epochs(args)
     if not pruned:
         params["n_clusters"] = None
     model = CoHiClust(random_state=seed, device=args.device, verbose=args.verbose, **params)
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
-    shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    bfloat16 = model.mixed_precision and native_bfloat16(model.device_)
-    shown += "; training in bfloat16" if bfloat16 else "; training in float32"
+    shown = ", ".join(f"{k}={v}" for k, v in params.items()) + _precision_note(model)
     return Outcome(model.labels_, model.tree_, seconds, str(model.device_), y, notes=shown)
+
+
+def run_cc(X, y, seed, args) -> Outcome:
+    """Contrastive Clustering with CoHiClust's backbone, views, batch size, epochs and seeds."""
+    from skcohiclust import ContrastiveClustering
+
+    params = {"n_clusters": N_CLUSTERS, "max_epochs": _epochs(args).get("max_epochs", 100)}
+    model = ContrastiveClustering(random_state=seed, device=args.device, verbose=args.verbose, **params)
+    start = time.perf_counter()
+    model.fit(X)
+    seconds = time.perf_counter() - start
+    shown = ", ".join(f"{k}={v}" for k, v in params.items()) + _precision_note(model)
+    shown += f"; {model.n_clusters_} clusters hold samples; DP tree: Ward linkage of the clusters' mean representations"
+    h = model.transform(X).astype(np.float64)
+    sums = np.zeros((model.n_clusters_, h.shape[1]))
+    np.add.at(sums, model.labels_, h)
+    means = sums / np.bincount(model.labels_, minlength=model.n_clusters_)[:, None]
+    linkage = scipy_linkage(means, method="ward") if model.n_clusters_ > 1 else np.zeros((0, 4))
+    return Outcome(model.labels_, linkage, seconds, str(model.device_), y, notes=shown)
 
 
 def run_kmeans(X, y, seed, args) -> Outcome:
@@ -444,7 +484,7 @@ def merge_rows(old, new):
     order = {
         m: i
         for i, m in enumerate(
-            ("CoHiClust", "CoHiClust-unpruned", "KMeans", "Agglomerative-Ward", "DeepECT", "DeepECT-unpruned")
+            ("CoHiClust", "CoHiClust-unpruned", "CC", "KMeans", "Agglomerative-Ward", "DeepECT", "DeepECT-unpruned")
         )
     }
     return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
@@ -471,6 +511,13 @@ def bar_report(dataset, rows):
         lines.append(
             f"- {name} {op.replace('>=', '≥').replace('<=', '≤')} {target}: {shown} — {'met' if ok else 'NOT met'}"
         )
+    for peer in PEERS:
+        theirs = [r for r in rows if r["method"] == peer]
+        kmeans = [r for r in rows if r["method"] == "KMeans"]
+        if theirs and kmeans:
+            mean, bar = float(np.mean([r["acc"] for r in theirs])), float(np.mean([r["acc"] for r in kmeans]))
+            verdict = "met" if mean >= bar else "NOT met"
+            lines.append(f"- {peer}: ACC ≥ KMeans on raw pixels ({bar:.3f}): {mean:.3f} — {verdict}")
     if dataset == "fashion-mnist":
         references = {"DeepECT, published (TreeVAE's re-run)": {"acc": 0.518, "dp": 0.449}}
         measured = [r for r in rows if r["method"] == "DeepECT"]
@@ -524,7 +571,7 @@ def markdown_section(dataset, rows, machine, limit, command) -> str:
             for method, source, vals in PUBLISHED[dataset]
         ]
         lines.append(markdown_table(["Method", "ACC", "NMI", "ARI", "DP", "LP"], published))
-    lines.append("\nBars of the issue for `CoHiClust`:\n")
+    lines.append("\nBars of the issues for `CoHiClust` and the flat peers:\n")
     lines += bar_report(dataset, rows)
     return "\n".join(lines)
 
@@ -547,11 +594,13 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", required=True, choices=sorted(COHICLUST_PARAMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--max-epochs", type=int, default=None, help="CoHiClust max_epochs (overrides the data set's)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="max_epochs of CoHiClust and CC (overrides the data set's)"
+    )
     parser.add_argument(
         "--limit", type=int, default=None, help="score a fixed random subsample of this size (quick check)"
     )
-    parser.add_argument("--device", default="auto", help="for CoHiClust and DeepECT: auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto", help="for CoHiClust, CC and DeepECT: auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--deepect-seeds", type=int, nargs="+", default=None, help="seeds for DeepECT (default: the first of --seeds)"
     )
@@ -576,7 +625,7 @@ def parse_args(argv=None):
         help="file for the table (default: benchmarks/BENCHMARKS.md; none with --limit)",
     )
     parser.add_argument("--no-markdown", action="store_true", help="do not write the markdown table")
-    parser.add_argument("--verbose", type=int, default=0, help="CoHiClust's verbose")
+    parser.add_argument("--verbose", type=int, default=0, help="verbose of CoHiClust and CC")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 20:
         parser.error("--limit must be at least 20")
@@ -621,6 +670,8 @@ def main(argv=None):
                 record(method, seed, run_cohiclust(X, y, seed, args, pruned=True))
             elif method == "CoHiClust-unpruned":
                 record(method, seed, run_cohiclust(X, y, seed, args, pruned=False))
+            elif method == "CC":
+                record(method, seed, run_cc(X, y, seed, args))
             elif method == "KMeans":
                 record(method, seed, run_kmeans(X, y, seed, args))
             elif method == "Agglomerative-Ward":

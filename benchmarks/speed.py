@@ -118,6 +118,7 @@ from skcohiclust._data import BatchSource, infer_input_spec, input_statistics
 from skcohiclust.augment import resolve_augmentation
 from skcohiclust.losses import balance_regularizer, hierarchical_contrastive_loss, tree_batch_statistics
 from skcohiclust.networks import build_network
+from skcohiclust.objectives import CoHiClustObjective
 from skcohiclust.training import Trainer, TrainingConfig, native_bfloat16
 from skcohiclust.tree import node_active_mask, node_probabilities
 
@@ -469,25 +470,23 @@ def make_trainer(X, depth, device, mixed_precision, seed=0):
     network, _ = build_network("auto", IMAGE_SHAPE, depth=depth, projection_dim=128, input_mean=mean, input_std=std)
     network.to(device)
     config = TrainingConfig(
-        depth=depth,
-        n_leaves=2**depth,
         max_epochs=1,
         warmup_epochs=0,
-        prune_start=0,
-        prune_stop=1,
         batch_size=BATCH,
         lr=1e-3,
         weight_decay=1e-6,
-        temperature=0.5,
         mixed_precision=mixed_precision,
     )
+    objective = CoHiClustObjective(
+        depth=depth, n_leaves=2**depth, temperature=0.5, prune_start=0, prune_stop=1, tree_init="random"
+    )
     augmentation = resolve_augmentation("auto", True, 1)
-    trainer = Trainer(network, augmentation, source, config, seed)
-    node_mask = node_active_mask(network.leaf_mask, depth)
+    trainer = Trainer(network, augmentation, source, config, objective, seed)
+    objective.begin_epoch(trainer, "tree", None)  # an epoch's node mask and leaf tally (no tree start: "random")
     batches = _Cycle(_index_batches(len(X), BATCH, 16, seed))
 
     def step():
-        trainer.step(source.take(batches()), True, node_mask)
+        trainer.step(source.take(batches()), "tree")
 
     return trainer, step
 

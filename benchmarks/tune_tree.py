@@ -50,7 +50,7 @@ from skcohiclust import CoHiClust
 from skcohiclust import tree as tree_math
 from skcohiclust.callbacks import Callback
 from skcohiclust.metrics import cluster_accuracy, leaf_purity
-from skcohiclust.training import tree_start_rows
+from skcohiclust.objectives.cohiclust import tree_start_rows
 from skcohiclust.tree_init import KMEANS_N_INIT
 
 DEPTH = 4
@@ -88,7 +88,7 @@ def kmeans_starts(model, X, y, restarts: int) -> dict:
     The features are the tree head's (:meth:`~skcohiclust.networks.TreeHead.features`
     of the representation, in float32; the trainer computes them in bfloat16
     when it trains in it) of the rows the tree start uses
-    (:func:`~skcohiclust.training.tree_start_rows`); every image is then
+    (:func:`~skcohiclust.objectives.cohiclust.tree_start_rows`); every image is then
     scored by its nearest centroid.  The best of
     :data:`~skcohiclust.tree_init.KMEANS_N_INIT` runs with the k-means seed
     of the fit the warm-up pickle would continue.
@@ -110,7 +110,7 @@ def kmeans_starts(model, X, y, restarts: int) -> dict:
 
     singles = [scored(KMeans(10, n_init=1, random_state=r).fit(x[rows])) for r in range(restarts)]
     singles.sort(key=lambda row: row["inertia"])
-    # the trainer's seed is drawn from random_state; Trainer.initialise_tree gives k-means that seed + 3
+    # the trainer's seed is drawn from random_state; CoHiClustObjective.initialise_tree gives k-means that seed + 3
     kmeans_seed = int(model._training_state.state["seed"]) + 3
     started = time.perf_counter()
     chosen = KMeans(10, n_init=KMEANS_N_INIT, random_state=kmeans_seed).fit(x[rows])

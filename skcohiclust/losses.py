@@ -1,17 +1,23 @@
-"""Losses of CoHiClust: NT-Xent, the hierarchical contrastive loss, the balance terms.
+"""Losses: NT-Xent, CoHiClust's tree terms, and Contrastive Clustering's cluster-level terms.
 
 The tree terms are computed from a handful of *batch statistics* that are
 plain sums over the samples of the batch (:class:`TreeBatchStatistics`).
 Every pairwise Bhattacharyya similarity of a level is a dot product of the
 vectors ``q_i = sqrt(P_l(x_i) + eps)``, so the sums over all pairs, over the
 positive pairs and over the self-pairs need no ``(2B)**2`` matrix and cost
-``O(B * 2**depth)``.  Being sums, the statistics of several processes combine
-with one ``all_reduce``.
+``O(B * 2**depth)``.  Contrastive Clustering's cluster-level terms are
+likewise functions of sums (:class:`ClusterBatchStatistics`): the cosine
+similarity of two columns of the assignment matrices is a dot product over
+the samples, so all of them come from one ``(2K, 2K)`` Gram matrix summed
+over the batch.  Being sums, the statistics of several processes combine
+with one ``all_reduce``; NT-Xent alone compares every sample with every
+other and needs the projections themselves (an all-gather).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +32,10 @@ __all__ = [
     "hierarchical_contrastive_loss",
     "balance_regularizer",
     "leaf_balance",
+    "ClusterBatchStatistics",
+    "cluster_batch_statistics",
+    "cluster_contrastive_loss",
+    "cluster_entropy_penalty",
 ]
 
 #: Added under the square root of the node probabilities (keeps gradients finite at 0).
@@ -231,3 +241,109 @@ def leaf_balance(stats: TreeBatchStatistics, depth: int, node_mask: torch.Tensor
     share = mass / mass.sum().clamp_min(LOG_EPS)
     n_active = active.sum().to(share.dtype)
     return torch.where(active, share * torch.log((share * n_active).clamp_min(LOG_EPS)), torch.zeros_like(share)).sum()
+
+
+@dataclass
+class ClusterBatchStatistics:
+    """Sums over one batch from which Contrastive Clustering's cluster-level terms follow.
+
+    With ``Y1`` and ``Y2`` the ``(B, K)`` cluster probabilities of the two
+    views and ``C = [Y1, Y2]`` their ``(B, 2K)`` concatenation (column ``k``
+    is cluster ``k`` of the first view, column ``K + k`` of the second):
+
+    Attributes
+    ----------
+    gram : torch.Tensor
+        ``C.T @ C``, shape ``(2K, 2K)``: ``sum_i c_i c_i^T`` over the
+        samples, the dot products of every pair of columns.
+    sum_assignment : torch.Tensor
+        Shape ``(2, K)``: the column sums of ``Y1`` and ``Y2``.
+    n_pairs : int
+        ``B``, the number of samples.
+    """
+
+    gram: torch.Tensor
+    sum_assignment: torch.Tensor
+    n_pairs: int
+
+
+def cluster_batch_statistics(assign_1: torch.Tensor, assign_2: torch.Tensor) -> ClusterBatchStatistics:
+    """Batch statistics of the cluster probabilities of two views.
+
+    Parameters
+    ----------
+    assign_1, assign_2 : torch.Tensor
+        Shape ``(B, K)``: cluster probabilities (rows sum to 1) of the first
+        and second view of the same ``B`` samples.
+
+    Returns
+    -------
+    ClusterBatchStatistics
+    """
+    columns = torch.cat((assign_1, assign_2), dim=1)
+    columns = columns.to(torch.promote_types(columns.dtype, torch.float32))
+    return ClusterBatchStatistics(
+        gram=columns.T @ columns,
+        sum_assignment=torch.stack((columns[:, : assign_1.shape[1]].sum(0), columns[:, assign_1.shape[1] :].sum(0))),
+        n_pairs=assign_1.shape[0],
+    )
+
+
+def cluster_contrastive_loss(stats: ClusterBatchStatistics, temperature: float) -> torch.Tensor:
+    """Contrastive Clustering's cluster-level contrastive loss, from batch statistics.
+
+    Every column of the assignment matrices (a cluster, as the vector of
+    its probabilities over the batch's samples) is contrasted with the
+    other ``2K - 1`` columns of both views: the same cluster in the other
+    view is its positive, by the cosine similarity over ``temperature``.
+    The loss is the mean over the ``2K`` columns of the cross entropy of
+    finding the positive (NT-Xent over columns, the column itself left out
+    of its denominator, as in the authors' code; the paper's formula also
+    lists it there).
+
+    Parameters
+    ----------
+    stats : ClusterBatchStatistics
+        From :func:`cluster_batch_statistics`.
+    temperature : float
+        The cluster-level temperature (1.0 in the paper).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
+    gram = stats.gram
+    n_columns = gram.shape[0]
+    k = n_columns // 2
+    norm = torch.sqrt(gram.diagonal().clamp_min(LOG_EPS))
+    logits = gram / (norm[:, None] * norm[None, :]) / temperature
+    eye = torch.eye(n_columns, dtype=torch.bool, device=gram.device)
+    logits = logits.masked_fill(eye, float("-inf"))
+    index = torch.arange(k, device=gram.device)
+    return F.cross_entropy(logits, torch.cat((index + k, index)))
+
+
+def cluster_entropy_penalty(stats: ClusterBatchStatistics) -> torch.Tensor:
+    """How far each view's batch-mean cluster probabilities are from uniform: ``sum_v (log K - H(p_v))``.
+
+    ``p_v`` is the batch-mean cluster probability of view ``v`` (its column
+    sums over their total) and ``H`` the entropy.  Contrastive Clustering
+    subtracts ``H(p_1) + H(p_2)`` from its loss to keep every cluster in
+    use; adding ``log K`` per view changes no gradient and makes the term
+    ``>= 0``, zero when both views spread their samples evenly (it is the
+    KL divergence of ``p_v`` from uniform, summed over the views).
+
+    Parameters
+    ----------
+    stats : ClusterBatchStatistics
+        From :func:`cluster_batch_statistics`.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, ``>= 0`` up to rounding.
+    """
+    share = stats.sum_assignment / stats.sum_assignment.sum(dim=1, keepdim=True).clamp_min(LOG_EPS)
+    k = share.shape[1]
+    return (math.log(k) + (share * torch.log(share.clamp_min(LOG_EPS))).sum(dim=1)).sum()

@@ -1,7 +1,10 @@
-"""Backbones, the two heads of CoHiClust and the network that joins them.
+"""Backbones, heads and the networks that join them.
 
-:func:`build_network` turns a backbone specification and an input shape into
-a :class:`CoHiClustNetwork`; everything else here is plain ``torch.nn``.
+:func:`build_backbone` turns a backbone specification and an input shape
+into a module; a :class:`ContrastiveNetwork` puts the input scaling, a
+projection head and a clustering head around it: the tree head of
+CoHiClust (:class:`CoHiClustNetwork`) or a flat cluster head
+(:class:`FlatClusteringNetwork`).  Everything here is plain ``torch.nn``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ __all__ = [
     "resnet_backbone",
     "ProjectionHead",
     "TreeHead",
+    "ClusterHead",
     "NetworkOutput",
+    "ContrastiveNetwork",
     "CoHiClustNetwork",
+    "FlatClusteringNetwork",
+    "Backbone",
+    "build_backbone",
     "build_network",
+    "normalized_representation",
     "BACKBONES",
     "BACKBONE_PARAMS",
 ]
@@ -199,6 +208,69 @@ class ProjectionHead(nn.Module):
         return self.layers(h)
 
 
+class ClusterHead(nn.Module):
+    """Contrastive Clustering's cluster projector: Linear, ReLU, Linear, then softmax over the clusters.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the representation.
+    n_clusters : int
+        Number of clusters (outputs).
+    """
+
+    def __init__(self, in_features: int, n_clusters: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_features, in_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(in_features, n_clusters),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Cluster probabilities, shape ``(n, n_clusters)``, float32; rows sum to 1."""
+        return torch.softmax(self.layers(h).float(), dim=1)
+
+
+class NetworkOutput(NamedTuple):
+    """Outputs of a :class:`ContrastiveNetwork` for one batch.
+
+    Attributes
+    ----------
+    representation : torch.Tensor
+        Backbone output ``h``.
+    projection : torch.Tensor or None
+        Projection head output ``z`` (None when not asked for).
+    head : torch.Tensor
+        The clustering head's output: for :class:`CoHiClustNetwork` the
+        probability of going left at every internal node, for
+        :class:`FlatClusteringNetwork` whatever its cluster head gives
+        (cluster probabilities for :class:`ClusterHead`).
+    """
+
+    representation: torch.Tensor
+    projection: torch.Tensor | None
+    head: torch.Tensor
+
+
+def normalized_representation(h: torch.Tensor) -> torch.Tensor:
+    """The representation L2-normalised and scaled by ``sqrt(dim)`` (entries of unit scale), in float32.
+
+    The features the tree head routes on, the k-means tree start clusters
+    and the neighbour positives are mined from.
+
+    Parameters
+    ----------
+    h : torch.Tensor
+        Shape ``(n, dim)``.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    return F.normalize(h.float(), dim=1) * h.shape[1] ** 0.5
+
+
 class TreeHead(nn.Module):
     """The soft binary tree's routing layer: Linear on the normalised representation, then sigmoid.
 
@@ -221,19 +293,8 @@ class TreeHead(nn.Module):
         self.linear = nn.Linear(in_features, n_internal_nodes(depth))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
-        """The features the routing hyperplanes act on: ``h`` scaled to norm ``sqrt(dim)``.
-
-        Parameters
-        ----------
-        h : torch.Tensor
-            Representations ``(n, representation_dim)``.
-
-        Returns
-        -------
-        torch.Tensor
-            Float32, same shape.
-        """
-        return F.normalize(h.float(), dim=1) * h.shape[1] ** 0.5
+        """The features the routing hyperplanes act on (:func:`normalized_representation`)."""
+        return normalized_representation(h)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Probability of going left at every internal node (heap order).
@@ -251,28 +312,10 @@ class TreeHead(nn.Module):
         return torch.sigmoid(self.linear(self.features(h)).float())
 
 
-class NetworkOutput(NamedTuple):
-    """Outputs of :class:`CoHiClustNetwork` for one batch.
+class ContrastiveNetwork(nn.Module):
+    """Backbone and projection head with the input scaling; subclasses add a clustering head.
 
-    Attributes
-    ----------
-    representation : torch.Tensor
-        Backbone output ``h``.
-    projection : torch.Tensor or None
-        Projection head output ``z`` (None when not asked for).
-    left_prob : torch.Tensor
-        Per internal node, the probability of going left.
-    """
-
-    representation: torch.Tensor
-    projection: torch.Tensor | None
-    left_prob: torch.Tensor
-
-
-class CoHiClustNetwork(nn.Module):
-    """Backbone, projection head and tree head, with the input scaling and the leaf mask.
-
-    Everything the fitted model needs at prediction time lives in this
+    Everything the fitted model needs at prediction time lives in the
     module (as parameters or buffers), so it saves and loads as one piece.
 
     Parameters
@@ -281,8 +324,6 @@ class CoHiClustNetwork(nn.Module):
         Maps a batch of inputs to ``(n, representation_dim)``.
     representation_dim : int
         Output size of the backbone.
-    depth : int
-        Depth of the tree.
     projection_dim : int
         Output size of the projection head.
     input_mean, input_std : torch.Tensor
@@ -298,26 +339,15 @@ class CoHiClustNetwork(nn.Module):
     """
 
     def __init__(
-        self,
-        backbone,
-        representation_dim,
-        depth,
-        projection_dim,
-        input_mean,
-        input_std,
-        input_size=None,
-        channels_last=False,
+        self, backbone, representation_dim, projection_dim, input_mean, input_std, input_size=None, channels_last=False
     ):
         super().__init__()
         self.backbone = backbone
         self.channels_last = bool(channels_last)
         self.projection_head = ProjectionHead(representation_dim, projection_dim)
-        self.tree_head = TreeHead(representation_dim, depth)
-        self.depth = depth
         self.input_size = tuple(input_size) if input_size is not None else None
         self.register_buffer("input_mean", input_mean.float())
         self.register_buffer("input_std", input_std.float())
-        self.register_buffer("leaf_mask", torch.ones(2**depth, dtype=torch.bool))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Resize (images) and standardise a batch of raw inputs.
@@ -335,6 +365,10 @@ class CoHiClustNetwork(nn.Module):
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return (x - self.input_mean) / self.input_std
+
+    def head_output(self, h: torch.Tensor) -> torch.Tensor:
+        """The clustering head's output for the representation ``h`` (defined by each subclass)."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, with_projection: bool = True) -> NetworkOutput:
         """Run the network on a batch of raw (unstandardised) inputs.
@@ -356,7 +390,91 @@ class CoHiClustNetwork(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.backbone(x)
         z = self.projection_head(h) if with_projection else None
-        return NetworkOutput(h, z, self.tree_head(h))
+        return NetworkOutput(h, z, self.head_output(h))
+
+
+class CoHiClustNetwork(ContrastiveNetwork):
+    """Backbone, projection head and tree head, with the input scaling and the leaf mask.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps a batch of inputs to ``(n, representation_dim)``.
+    representation_dim : int
+        Output size of the backbone.
+    depth : int
+        Depth of the tree.
+    projection_dim : int
+        Output size of the projection head.
+    input_mean, input_std : torch.Tensor
+        Input standardisation (see :class:`ContrastiveNetwork`).
+    input_size : tuple of int or None
+        For images, the spatial size the backbone sees.
+    channels_last : bool, default=False
+        Channels-last images for the backbone (see :class:`ContrastiveNetwork`).
+    """
+
+    def __init__(
+        self,
+        backbone,
+        representation_dim,
+        depth,
+        projection_dim,
+        input_mean,
+        input_std,
+        input_size=None,
+        channels_last=False,
+    ):
+        super().__init__(backbone, representation_dim, projection_dim, input_mean, input_std, input_size, channels_last)
+        self.tree_head = TreeHead(representation_dim, depth)
+        self.depth = depth
+        self.register_buffer("leaf_mask", torch.ones(2**depth, dtype=torch.bool))
+
+    def head_output(self, h: torch.Tensor) -> torch.Tensor:
+        """Probability of going left at every internal node (heap order)."""
+        return self.tree_head(h)
+
+
+class FlatClusteringNetwork(ContrastiveNetwork):
+    """Backbone, projection head and a flat cluster head, with the input scaling.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps a batch of inputs to ``(n, representation_dim)``.
+    representation_dim : int
+        Output size of the backbone.
+    projection_dim : int
+        Output size of the projection head.
+    cluster_head : callable
+        ``cluster_head(representation_dim)`` builds the head (e.g.
+        :class:`ClusterHead`); it is called after the projection head is
+        built, so the initialisation follows one fixed order.
+    input_mean, input_std : torch.Tensor
+        Input standardisation (see :class:`ContrastiveNetwork`).
+    input_size : tuple of int or None
+        For images, the spatial size the backbone sees.
+    channels_last : bool, default=False
+        Channels-last images for the backbone (see :class:`ContrastiveNetwork`).
+    """
+
+    def __init__(
+        self,
+        backbone,
+        representation_dim,
+        projection_dim,
+        cluster_head,
+        input_mean,
+        input_std,
+        input_size=None,
+        channels_last=False,
+    ):
+        super().__init__(backbone, representation_dim, projection_dim, input_mean, input_std, input_size, channels_last)
+        self.cluster_head = cluster_head(representation_dim)
+
+    def head_output(self, h: torch.Tensor) -> torch.Tensor:
+        """The cluster head's output."""
+        return self.cluster_head(h)
 
 
 def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
@@ -406,10 +524,32 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
 BACKBONE_PARAMS = {"cnn": ("width",), "mlp": ("hidden",), "resnet18": (), "resnet34": (), "resnet50": ()}
 
 
-def build_network(
-    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256, params=None
-):
-    """Build a :class:`CoHiClustNetwork` from a backbone specification.
+class Backbone(NamedTuple):
+    """A built backbone and what the network around it needs to know.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        Maps a batch of prepared inputs to ``(n, dim)``.
+    name : str
+        The resolved backbone name (``"custom"`` for a module).
+    dim : int
+        Size of the representation.
+    input_size : tuple of int or None
+        For the built-in CNN, the spatial size it works at.
+    channels_last : bool
+        Whether the module runs channels-last (the built-in convolutional backbones).
+    """
+
+    module: nn.Module
+    name: str
+    dim: int
+    input_size: tuple | None
+    channels_last: bool
+
+
+def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=None) -> Backbone:
+    """Build a backbone from its specification.
 
     Parameters
     ----------
@@ -419,10 +559,6 @@ def build_network(
         module is used as it is (it is not copied).
     input_shape : tuple of int
         ``(C, H, W)`` for images, ``(d,)`` for vectors.
-    depth, projection_dim : int
-        See :class:`CoHiClustNetwork`.
-    input_mean, input_std : torch.Tensor
-        Input standardisation.
     cnn_width, mlp_hidden : int
         Channels of the default CNN's first stage (24 was measured against 32 in
         benchmarks/BENCHMARKS.md, "CNN width") and width of the MLP's hidden layers.
@@ -433,9 +569,7 @@ def build_network(
 
     Returns
     -------
-    network : CoHiClustNetwork
-    name : str
-        The resolved backbone name (``"custom"`` for a module).
+    Backbone
     """
     is_image = len(input_shape) == 3
     input_size = None
@@ -484,5 +618,35 @@ def build_network(
     channels_last = name in CONV_BACKBONES
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
-    network = CoHiClustNetwork(module, dim, depth, projection_dim, input_mean, input_std, input_size, channels_last)
-    return network, name
+    return Backbone(module, name, dim, input_size, channels_last)
+
+
+def build_network(
+    backbone, input_shape, depth, projection_dim, input_mean, input_std, cnn_width=24, mlp_hidden=256, params=None
+):
+    """Build a :class:`CoHiClustNetwork` from a backbone specification.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        See :func:`build_backbone`.
+    input_shape : tuple of int
+        ``(C, H, W)`` for images, ``(d,)`` for vectors.
+    depth, projection_dim : int
+        See :class:`CoHiClustNetwork`.
+    input_mean, input_std : torch.Tensor
+        Input standardisation.
+    cnn_width, mlp_hidden, params
+        See :func:`build_backbone`.
+
+    Returns
+    -------
+    network : CoHiClustNetwork
+    name : str
+        The resolved backbone name (``"custom"`` for a module).
+    """
+    built = build_backbone(backbone, input_shape, cnn_width, mlp_hidden, params)
+    network = CoHiClustNetwork(
+        built.module, built.dim, depth, projection_dim, input_mean, input_std, built.input_size, built.channels_last
+    )
+    return network, built.name

@@ -24,8 +24,8 @@ from scipy import sparse
 from torch import nn
 
 from skcohiclust import CoHiClust
+from skcohiclust import _base as base_module
 from skcohiclust import _validation as validation
-from skcohiclust import estimator as estimator_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -276,7 +276,7 @@ def test_a_tree_too_large_for_memory_is_refused_before_it_is_allocated(monkeypat
         CoHiClust(depth=30, max_epochs=1).fit(X)
     # with 1 GiB of memory: depth 18 (1.4 GiB estimated) is refused, before anything is built ...
     monkeypatch.setattr(validation, "_device_memory_bytes", lambda device: 2**30)
-    monkeypatch.setattr(estimator_module, "build_network", None)  # a TypeError if it were reached
+    monkeypatch.setattr(base_module, "build_backbone", None)  # a TypeError if it were reached
     with pytest.raises(ValueError, match=r"depth=18 .* more than the 1.0 GiB of memory of cpu; choose a smaller depth"):
         CoHiClust(depth=18, max_epochs=1).fit(X)
     monkeypatch.undo()

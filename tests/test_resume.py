@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from skcohiclust import Callback, CoHiClust
-from skcohiclust.checkpoints import read_checkpoint
-from skcohiclust.training import CHECKPOINT_NAME
+from skcohiclust.checkpoints import CHECKPOINT_NAME, read_checkpoint
 
 from ._resume_child import PARAMS, make_data
 
