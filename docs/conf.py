@@ -46,11 +46,9 @@ autodoc_typehints = "none"  # the numpydoc "Parameters" sections say the types
 numpydoc_show_class_members = False  # the class template lists the members instead
 numpydoc_class_members_toctree = False
 numpydoc_attributes_as_param_list = True
-# every public docstring documents its parameters and returns (warnings, so errors with -W); not checked:
-# training.py (its Trainer is being reworked under issue 22), and the two data containers, whose fields are
-# documented as Attributes
+# every public docstring documents its parameters and returns (warnings, so errors with -W); the fields of
+# the dataclasses and named tuples are their constructors' parameters, so they are documented as Parameters
 numpydoc_validation_checks = {"GL08", "PR01", "PR02", "PR07", "RT01"}
-numpydoc_validation_exclude = {r"^skcohiclust\.training\.", r"\.TreeBatchStatistics$", r"\.NetworkOutput$"}
 add_module_names = False
 
 # -- Markdown guides (MyST) ----------------------------------------------------------------------

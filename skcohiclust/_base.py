@@ -119,11 +119,9 @@ SHARED_PARAMETERS = {
 def shared_parameter_docs(cls):
     """Class decorator: fill the ``%(name)s`` placeholders of a docstring from :data:`SHARED_PARAMETERS`.
 
-    Parameters
-    ----------
-    cls : type
-        A class whose docstring holds placeholders, each alone on a line
-        indented like a parameter (a literal ``%`` is written ``%%``).
+    The decorated class ``cls`` has a docstring that holds placeholders,
+    each alone on a line indented like a parameter (a literal ``%`` is
+    written ``%%``).
 
     Returns
     -------

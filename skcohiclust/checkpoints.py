@@ -383,7 +383,15 @@ def checkpoint_lock(directory: str | os.PathLike | None) -> Iterator[None]:
 
 
 def check_format(state: dict, where: str) -> None:
-    """Raise a ValueError if a checkpoint's layout is not :data:`CHECKPOINT_FORMAT`."""
+    """Raise a ValueError if a checkpoint's layout is not :data:`CHECKPOINT_FORMAT`.
+
+    Parameters
+    ----------
+    state : dict
+        The checkpoint's contents (its ``"format"`` key is checked).
+    where : str
+        How to name the checkpoint in the message.
+    """
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{where} has checkpoint format {state.get('format')!r}, this version reads format "

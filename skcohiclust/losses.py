@@ -78,7 +78,7 @@ class TreeBatchStatistics:
     All tensors are per column of the level-major node layout (see
     :mod:`skcohiclust.tree`).
 
-    Attributes
+    Parameters
     ----------
     sum_q : torch.Tensor
         ``sum_i q_i`` over all ``2B`` views.
@@ -251,7 +251,7 @@ class ClusterBatchStatistics:
     views and ``C = [Y1, Y2]`` their ``(B, 2K)`` concatenation (column ``k``
     is cluster ``k`` of the first view, column ``K + k`` of the second):
 
-    Attributes
+    Parameters
     ----------
     gram : torch.Tensor
         ``C.T @ C``, shape ``(2K, 2K)``: ``sum_i c_i c_i^T`` over the

@@ -228,14 +228,25 @@ class ClusterHead(nn.Module):
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Cluster probabilities, shape ``(n, n_clusters)``, float32; rows sum to 1."""
+        """Cluster probabilities of the representation.
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Representations ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, n_clusters)``, float32; rows sum to 1.
+        """
         return torch.softmax(self.layers(h).float(), dim=1)
 
 
 class NetworkOutput(NamedTuple):
     """Outputs of a :class:`ContrastiveNetwork` for one batch.
 
-    Attributes
+    Parameters
     ----------
     representation : torch.Tensor
         Backbone output ``h``.
@@ -293,7 +304,18 @@ class TreeHead(nn.Module):
         self.linear = nn.Linear(in_features, n_internal_nodes(depth))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
-        """The features the routing hyperplanes act on (:func:`normalized_representation`)."""
+        """The features the routing hyperplanes act on (:func:`normalized_representation`).
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Representations ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, representation_dim)``, float32, each row of norm ``sqrt(representation_dim)``.
+        """
         return normalized_representation(h)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -367,7 +389,18 @@ class ContrastiveNetwork(nn.Module):
         return (x - self.input_mean) / self.input_std
 
     def head_output(self, h: torch.Tensor) -> torch.Tensor:
-        """The clustering head's output for the representation ``h`` (defined by each subclass)."""
+        """The clustering head's output for the representation ``h`` (defined by each subclass).
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Backbone output ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            :attr:`NetworkOutput.head` of the batch.
+        """
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, with_projection: bool = True) -> NetworkOutput:
@@ -431,7 +464,18 @@ class CoHiClustNetwork(ContrastiveNetwork):
         self.register_buffer("leaf_mask", torch.ones(2**depth, dtype=torch.bool))
 
     def head_output(self, h: torch.Tensor) -> torch.Tensor:
-        """Probability of going left at every internal node (heap order)."""
+        """Probability of going left at every internal node (heap order).
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Backbone output ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, 2**depth - 1)``, float32 (the :class:`TreeHead`'s output).
+        """
         return self.tree_head(h)
 
 
@@ -473,7 +517,19 @@ class FlatClusteringNetwork(ContrastiveNetwork):
         self.cluster_head = cluster_head(representation_dim)
 
     def head_output(self, h: torch.Tensor) -> torch.Tensor:
-        """The cluster head's output."""
+        """The cluster head's output.
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Backbone output ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Whatever the cluster head gives (for :class:`ClusterHead`, cluster
+            probabilities ``(n, n_clusters)``).
+        """
         return self.cluster_head(h)
 
 
@@ -527,7 +583,7 @@ BACKBONE_PARAMS = {"cnn": ("width",), "mlp": ("hidden",), "resnet18": (), "resne
 class Backbone(NamedTuple):
     """A built backbone and what the network around it needs to know.
 
-    Attributes
+    Parameters
     ----------
     module : torch.nn.Module
         Maps a batch of prepared inputs to ``(n, dim)``.

@@ -51,7 +51,7 @@ class TrainingConfig:
 
     The method's own settings are its :class:`~skcohiclust.objectives.Objective`'s.
 
-    Attributes
+    Parameters
     ----------
     max_epochs, warmup_epochs : int
         Total epochs, and the leading epochs of the ``"warmup"`` phase
@@ -60,21 +60,21 @@ class TrainingConfig:
         Samples per batch (each gives two views).
     lr, weight_decay : float
         Adam's settings.
-    mixed_precision : bool
+    mixed_precision : bool, default=False
         bfloat16 autocast for the network's training steps, where the
         device runs bfloat16 natively (see :func:`native_bfloat16`).
-    verbose : int
+    verbose : int, default=0
         0 silent; 1 a progress bar per epoch.
-    checkpoint_every : int
+    checkpoint_every : int, default=1
         Epochs between checkpoints (when a directory is given).
-    n_neighbors : int
+    n_neighbors : int, default=0
         0: the positive pairs are two views of one sample.  ``k > 0``: in the
         phases the objective allows (:meth:`Objective.pairs_neighbours
         <skcohiclust.objectives.Objective.pairs_neighbours>`), each sample's
         ``k`` nearest neighbours in the representation are found once, and
         the second view of each pair is a view of one of them, drawn at
         random (see :mod:`skcohiclust.neighbors`).
-    lr_schedule : {"constant", "cosine"}
+    lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"``: within each phase the learning rate falls from ``lr``
         to zero along a half cosine, step by step (see :func:`learning_rate_factor`).
     """
@@ -101,6 +101,7 @@ def native_bfloat16(device: torch.device) -> bool:
     Parameters
     ----------
     device : torch.device
+        The device training runs on.
 
     Returns
     -------
@@ -134,6 +135,7 @@ def learning_rate_factor(epoch: float, warmup_epochs: int, max_epochs: int, sche
     warmup_epochs, max_epochs : int
         The phases' bounds.
     schedule : {"constant", "cosine"}
+        The schedule (:class:`TrainingConfig`'s ``lr_schedule``).
 
     Returns
     -------
@@ -233,11 +235,30 @@ class Trainer:
         return self.stopped or self.epoch >= self.config.max_epochs
 
     def settings(self) -> dict:
-        """Every setting of the run: the loop's and the objective's (for checkpoints)."""
+        """Every setting of the run: the loop's and the objective's (for checkpoints).
+
+        Returns
+        -------
+        dict
+            The fields of ``config`` and :meth:`Objective.settings
+            <skcohiclust.objectives.Objective.settings>`, by name.
+        """
         return {**asdict(self.config), **self.objective.settings()}
 
     def phase(self, epoch: int) -> str:
-        """``"warmup"`` before ``warmup_epochs``, then the objective's phase."""
+        """The phase of an epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch index (0 for the first).
+
+        Returns
+        -------
+        str
+            ``"warmup"`` before ``warmup_epochs``, then the objective's
+            :attr:`~skcohiclust.objectives.Objective.phase_name`.
+        """
         return "warmup" if epoch < self.config.warmup_epochs else self.objective.phase_name
 
     # -- one step ---------------------------------------------------------------------------
@@ -257,11 +278,23 @@ class Trainer:
         return contextlib.nullcontext()
 
     def step(self, x, phase: str, partner=None) -> torch.Tensor:
-        """One optimisation step on a batch; returns the detached loss terms (``objective.terms``).
+        """One optimisation step on a batch.
 
-        ``partner`` (same shape as ``x``), when given, is a neighbour of
-        every sample of ``x``: the second view of each positive pair is
-        drawn from it instead of from the sample itself.
+        Parameters
+        ----------
+        x : torch.Tensor
+            The batch's raw inputs, on the device.
+        phase : str
+            ``"warmup"`` or the objective's phase (passed to its loss).
+        partner : torch.Tensor, optional
+            Same shape as ``x``: a neighbour of every sample of ``x``; the
+            second view of each positive pair is drawn from it instead of
+            from the sample itself.
+
+        Returns
+        -------
+        torch.Tensor
+            Detached, one value per name of ``objective.terms``.
         """
         batch = x.shape[0]
         v1, v2 = self._views(x, partner)
@@ -366,7 +399,17 @@ class Trainer:
         return [np.sort(part) for part in np.array_split(order, max(1, n // batch_size))]
 
     def train_epoch(self) -> dict:
-        """Run one epoch, let the objective finish it (e.g. prune), and return its history entry."""
+        """Run one epoch and let the objective finish it (e.g. prune).
+
+        Does not advance ``epoch`` (:meth:`fit` does).
+
+        Returns
+        -------
+        dict
+            The epoch's history entry: ``epoch`` (counted from 1),
+            ``phase``, the mean of every loss term over the batches, the
+            objective's extra values and ``seconds``.
+        """
         config, objective = self.config, self.objective
         started = time.perf_counter()
         self.network.train()
@@ -495,7 +538,14 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------------
     def training_state(self) -> TrainingState:
-        """The state beyond the network that :meth:`load_training_state` continues from."""
+        """The state beyond the network that :meth:`load_training_state` continues from.
+
+        Returns
+        -------
+        TrainingState
+            Optimiser, generators, epoch, neighbour table and the objective's
+            state (no data).
+        """
         return TrainingState(self._training_part())
 
     def load_training_state(self, state: TrainingState, history) -> None:
@@ -563,7 +613,14 @@ class Trainer:
         del self.history[snapshot["n_history"] :]
 
     def state_dict(self) -> dict:
-        """Everything needed to continue training exactly where it stands (a checkpoint)."""
+        """Everything needed to continue training exactly where it stands (a checkpoint).
+
+        Returns
+        -------
+        dict
+            The checkpoint format, the network's state, the training state,
+            the history, the settings and the run's metadata.
+        """
         return {
             "format": CHECKPOINT_FORMAT,
             "network": self.network.state_dict(),
@@ -575,6 +632,11 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from :meth:`state_dict`, refusing one of another model or other data.
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict` (e.g. read from a checkpoint).
 
         Raises
         ------
@@ -597,7 +659,13 @@ class Trainer:
         self._saved_epoch = self.epoch
 
     def checkpoint_path(self) -> str:
-        """Path of the checkpoint file in ``checkpoint_dir``."""
+        """Path of the checkpoint file in ``checkpoint_dir``.
+
+        Returns
+        -------
+        str
+            ``checkpoint_dir`` joined with :data:`~skcohiclust.checkpoints.CHECKPOINT_NAME`.
+        """
         return os.path.join(os.fspath(self.checkpoint_dir), CHECKPOINT_NAME)
 
     def save_checkpoint(self) -> None:
@@ -607,7 +675,12 @@ class Trainer:
         self._saved_epoch = self.epoch
 
     def resume(self) -> bool:
-        """Load the checkpoint in ``checkpoint_dir`` if there is one; True if loaded.
+        """Load the checkpoint in ``checkpoint_dir`` if there is one.
+
+        Returns
+        -------
+        bool
+            True if a checkpoint was loaded.
 
         Raises
         ------

@@ -58,11 +58,23 @@ class Objective:
     phase_name = "train"
 
     def settings(self) -> dict:
-        """The objective's settings, recorded in checkpoints and compared on resume (plain values)."""
+        """The objective's settings, recorded in checkpoints and compared on resume (plain values).
+
+        Returns
+        -------
+        dict
+            Setting name to value (empty by default).
+        """
         return {}
 
     def architecture(self) -> dict:
-        """The settings that shape the network (compared first on resume, e.g. ``{"depth": 4}``)."""
+        """The settings that shape the network (compared first on resume).
+
+        Returns
+        -------
+        dict
+            Setting name to value, e.g. ``{"depth": 4}`` (empty by default).
+        """
         return {}
 
     def make_network(self, backbone, projection_dim: int, input_mean, input_std):
@@ -84,7 +96,18 @@ class Objective:
         raise NotImplementedError
 
     def pairs_neighbours(self, phase: str) -> bool:
-        """Whether the positive pairs of ``phase`` may join a sample with a neighbour (when ``n_neighbors > 0``)."""
+        """Whether the positive pairs of ``phase`` may join a sample with a neighbour (when ``n_neighbors > 0``).
+
+        Parameters
+        ----------
+        phase : str
+            ``"warmup"`` or :attr:`phase_name`.
+
+        Returns
+        -------
+        bool
+            False by default (two views of one sample in every phase).
+        """
         return False
 
     def begin_epoch(self, trainer, phase: str, features: torch.Tensor | None) -> None:
@@ -139,14 +162,44 @@ class Objective:
         raise NotImplementedError
 
     def observe(self, stats) -> None:
-        """Add a batch's statistics to the epoch's tallies, after the optimiser step (nothing by default)."""
+        """Add a batch's statistics to the epoch's tallies, after the optimiser step (nothing by default).
+
+        Parameters
+        ----------
+        stats : object
+            From :meth:`batch_statistics`.
+        """
 
     def end_epoch(self, trainer, phase: str) -> dict:
-        """Finish an epoch (e.g. prune); the extra history values of the epoch."""
+        """Finish an epoch (e.g. prune), after its last batch.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            The trainer (its ``epoch`` is still the epoch that ran).
+        phase : str
+            ``"warmup"`` or :attr:`phase_name`.
+
+        Returns
+        -------
+        dict
+            Extra values of the epoch's history entry (empty by default).
+        """
         return {}
 
     def progress(self, network) -> dict:
-        """Extra values shown in the progress bar."""
+        """Extra values shown in the progress bar.
+
+        Parameters
+        ----------
+        network : skcohiclust.networks.ContrastiveNetwork
+            The network being trained.
+
+        Returns
+        -------
+        dict
+            Label to value (empty by default).
+        """
         return {}
 
     def state_dict(self, network) -> dict:
@@ -155,8 +208,27 @@ class Objective:
         Saved with checkpoints and the fitted estimator's training state,
         as keys of the trainer's state; they must not clash with the
         trainer's own keys.
+
+        Parameters
+        ----------
+        network : skcohiclust.networks.ContrastiveNetwork
+            The network being trained.
+
+        Returns
+        -------
+        dict
+            Key to value (empty by default).
         """
         return {}
 
     def load_state_dict(self, state: dict, network) -> None:
-        """Restore what :meth:`state_dict` saved (``state`` may hold other keys too)."""
+        """Restore what :meth:`state_dict` saved (nothing by default).
+
+        Parameters
+        ----------
+        state : dict
+            The trainer's state, which holds the keys of :meth:`state_dict`
+            among others.
+        network : skcohiclust.networks.ContrastiveNetwork
+            The network being trained (already loaded).
+        """

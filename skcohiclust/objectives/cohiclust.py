@@ -41,6 +41,7 @@ def tree_start_rows(n: int, max_rows: int = TREE_START_ROWS) -> np.ndarray:
     n : int
         Training rows, ``n >= 1``.
     max_rows : int, default=TREE_START_ROWS
+        Rows used at most.
 
     Returns
     -------
@@ -102,7 +103,7 @@ def remove_least_massive(leaf_mask: torch.Tensor, mass: torch.Tensor, n_remove: 
 class TreeStatistics:
     """What CoHiClust's loss reads from one batch.
 
-    Attributes
+    Parameters
     ----------
     projection_1, projection_2 : torch.Tensor
         Projections of the first and second views, float32, ``(B, dim)``
@@ -165,7 +166,13 @@ class CoHiClustObjective(Objective):
         self.mass = None
 
     def settings(self) -> dict:
-        """Depth, leaves, pruning window, temperature, tree start and leaf balance."""
+        """Depth, leaves, pruning window, temperature, tree start and leaf balance.
+
+        Returns
+        -------
+        dict
+            The constructor's parameters by name.
+        """
         return {
             "depth": self.depth,
             "n_leaves": self.n_leaves,
@@ -177,11 +184,31 @@ class CoHiClustObjective(Objective):
         }
 
     def architecture(self) -> dict:
-        """``{"depth": depth}``."""
+        """The tree's depth, which shapes the tree head.
+
+        Returns
+        -------
+        dict
+            ``{"depth": depth}``.
+        """
         return {"depth": self.depth}
 
     def make_network(self, backbone, projection_dim, input_mean, input_std):
-        """A :class:`~skcohiclust.networks.CoHiClustNetwork` around the backbone."""
+        """A :class:`~skcohiclust.networks.CoHiClustNetwork` of depth ``depth`` around the backbone.
+
+        Parameters
+        ----------
+        backbone : skcohiclust.networks.Backbone
+            From :func:`~skcohiclust.networks.build_backbone`.
+        projection_dim : int
+            Output size of the projection head.
+        input_mean, input_std : torch.Tensor
+            Input standardisation.
+
+        Returns
+        -------
+        skcohiclust.networks.CoHiClustNetwork
+        """
         return CoHiClustNetwork(
             backbone.module,
             backbone.dim,
@@ -194,11 +221,34 @@ class CoHiClustObjective(Objective):
         )
 
     def pairs_neighbours(self, phase):
-        """Neighbour positives in the tree phase only (the warm-up learns the representation they come from)."""
+        """Neighbour positives in the tree phase only (the warm-up learns the representation they come from).
+
+        Parameters
+        ----------
+        phase : str
+            ``"warmup"`` or ``"tree"``.
+
+        Returns
+        -------
+        bool
+            Whether ``phase`` is ``"tree"``.
+        """
         return phase == self.phase_name
 
     def begin_epoch(self, trainer, phase, features):
-        """Start the tree when its phase starts; fix the epoch's node mask; reset the leaf mass."""
+        """Start the tree when its phase starts; fix the epoch's node mask; reset the leaf mass.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            The trainer (its ``epoch`` is the epoch about to run).
+        phase : str
+            ``"warmup"`` or ``"tree"``.
+        features : torch.Tensor or None
+            The normalised representation of every training row, when the
+            trainer computed it this epoch, else None; passed to
+            :meth:`initialise_tree` at the first tree epoch.
+        """
         if phase == self.phase_name and trainer.epoch == trainer.config.warmup_epochs and self.tree_init != "random":
             self.initialise_tree(trainer, features)
         leaf_mask = trainer.network.leaf_mask
@@ -248,7 +298,20 @@ class CoHiClustObjective(Objective):
             trainer.optimizer.state.pop(param, None)
 
     def batch_statistics(self, out, batch_size):
-        """Projections of the two views, and the tree's sums over the batch under the epoch's node mask."""
+        """Projections of the two views, and the tree's sums over the batch under the epoch's node mask.
+
+        Parameters
+        ----------
+        out : skcohiclust.networks.NetworkOutput
+            Outputs for ``2 * batch_size`` inputs: the first views of the
+            batch's samples, then their second views, in the same order.
+        batch_size : int
+            Samples in the batch.
+
+        Returns
+        -------
+        TreeStatistics
+        """
         projection = out.projection.float()  # the loss in float32 whatever the network ran in
         nodes = node_probabilities(out.head.float(), self.depth)
         return TreeStatistics(
@@ -258,7 +321,23 @@ class CoHiClustObjective(Objective):
         )
 
     def loss(self, stats, phase):
-        """NT-Xent; in the tree phase plus the tree loss and the balance terms."""
+        """NT-Xent; in the tree phase plus the tree loss and the balance terms.
+
+        Parameters
+        ----------
+        stats : TreeStatistics
+            From :meth:`batch_statistics`.
+        phase : str
+            ``"warmup"`` or ``"tree"``.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar, with gradients.
+        terms : torch.Tensor
+            Detached: the total, NT-Xent, the tree loss and the
+            regulariser (0 in the warm-up).
+        """
         instance = nt_xent(stats.projection_1, stats.projection_2, self.temperature)
         loss = instance
         tree = reg = instance.new_zeros(())
@@ -272,11 +351,30 @@ class CoHiClustObjective(Objective):
         return loss, torch.stack((loss.detach(), instance.detach(), tree.detach(), reg.detach()))
 
     def observe(self, stats):
-        """Add the batch's leaf mass to the epoch's (pruning reads it)."""
+        """Add the batch's leaf mass to the epoch's (pruning reads it).
+
+        Parameters
+        ----------
+        stats : TreeStatistics
+            From :meth:`batch_statistics`.
+        """
         self.mass += stats.tree.sum_mass[level_slice(self.depth)].detach()
 
     def end_epoch(self, trainer, phase):
-        """Prune the leaves due at this epoch; ``{"n_leaves": active leaves}``."""
+        """Prune the leaves due at this epoch (in the tree phase, by :func:`pruning_schedule`).
+
+        Parameters
+        ----------
+        trainer : Trainer
+            The trainer (its ``epoch`` is still the epoch that ran).
+        phase : str
+            ``"warmup"`` or ``"tree"``.
+
+        Returns
+        -------
+        dict
+            ``{"n_leaves": active leaves}``.
+        """
         leaf_mask = trainer.network.leaf_mask
         n_remove = int(self.schedule[trainer.epoch]) if trainer.epoch < len(self.schedule) else 0
         if phase == self.phase_name and n_remove:
@@ -284,14 +382,44 @@ class CoHiClustObjective(Objective):
         return {"n_leaves": int(leaf_mask.sum())}
 
     def progress(self, network):
-        """``{"leaves": active leaves}``."""
+        """The number of active leaves.
+
+        Parameters
+        ----------
+        network : skcohiclust.networks.CoHiClustNetwork
+            The network being trained.
+
+        Returns
+        -------
+        dict
+            ``{"leaves": active leaves}``.
+        """
         return {"leaves": int(network.leaf_mask.sum())}
 
     def state_dict(self, network):
-        """The pruning mask as training left it (the estimator may prune further after training)."""
+        """The pruning mask as training left it (the estimator may prune further after training).
+
+        Parameters
+        ----------
+        network : skcohiclust.networks.CoHiClustNetwork
+            The network being trained.
+
+        Returns
+        -------
+        dict
+            ``{"leaf_mask": a copy of the network's leaf mask}``.
+        """
         return {"leaf_mask": network.leaf_mask.detach().clone()}
 
     def load_state_dict(self, state, network):
-        """Put the saved pruning mask back into the network."""
+        """Put the saved pruning mask back into the network.
+
+        Parameters
+        ----------
+        state : dict
+            Holds ``"leaf_mask"`` (from :meth:`state_dict`), among other keys.
+        network : skcohiclust.networks.CoHiClustNetwork
+            The network whose leaf mask is set (in place).
+        """
         with torch.no_grad():
             network.leaf_mask.copy_(state["leaf_mask"].to(network.leaf_mask.device))

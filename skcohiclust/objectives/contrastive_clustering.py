@@ -24,7 +24,7 @@ __all__ = ["ContrastiveClusteringObjective", "ClusterStatistics"]
 class ClusterStatistics:
     """What Contrastive Clustering's loss reads from one batch.
 
-    Attributes
+    Parameters
     ----------
     projection_1, projection_2 : torch.Tensor
         Projections of the first and second views, float32, ``(B, dim)``
@@ -71,7 +71,13 @@ class ContrastiveClusteringObjective(Objective):
         self.entropy_weight = entropy_weight
 
     def settings(self) -> dict:
-        """Clusters, temperatures and the entropy weight."""
+        """Clusters, temperatures and the entropy weight.
+
+        Returns
+        -------
+        dict
+            The constructor's parameters by name.
+        """
         return {
             "n_clusters": self.n_clusters,
             "temperature": self.temperature,
@@ -80,11 +86,32 @@ class ContrastiveClusteringObjective(Objective):
         }
 
     def architecture(self) -> dict:
-        """``{"n_clusters": n_clusters}``."""
+        """The number of clusters, which shapes the cluster head.
+
+        Returns
+        -------
+        dict
+            ``{"n_clusters": n_clusters}``.
+        """
         return {"n_clusters": self.n_clusters}
 
     def make_network(self, backbone, projection_dim, input_mean, input_std):
-        """A :class:`~skcohiclust.networks.FlatClusteringNetwork` with a :class:`~skcohiclust.networks.ClusterHead`."""
+        """A :class:`~skcohiclust.networks.FlatClusteringNetwork` with a :class:`~skcohiclust.networks.ClusterHead`.
+
+        Parameters
+        ----------
+        backbone : skcohiclust.networks.Backbone
+            From :func:`~skcohiclust.networks.build_backbone`.
+        projection_dim : int
+            Output size of the projection head.
+        input_mean, input_std : torch.Tensor
+            Input standardisation.
+
+        Returns
+        -------
+        skcohiclust.networks.FlatClusteringNetwork
+            Its cluster head has ``n_clusters`` outputs.
+        """
         return FlatClusteringNetwork(
             backbone.module,
             backbone.dim,
@@ -97,7 +124,20 @@ class ContrastiveClusteringObjective(Objective):
         )
 
     def batch_statistics(self, out, batch_size):
-        """Projections of the two views, and the cluster probabilities' sums over the batch."""
+        """Projections of the two views, and the cluster probabilities' sums over the batch.
+
+        Parameters
+        ----------
+        out : skcohiclust.networks.NetworkOutput
+            Outputs for ``2 * batch_size`` inputs: the first views of the
+            batch's samples, then their second views, in the same order.
+        batch_size : int
+            Samples in the batch.
+
+        Returns
+        -------
+        ClusterStatistics
+        """
         projection = out.projection.float()
         assign = out.head.float()
         return ClusterStatistics(
@@ -107,7 +147,23 @@ class ContrastiveClusteringObjective(Objective):
         )
 
     def loss(self, stats, phase):
-        """NT-Xent; after the warm-up plus the cluster-level loss and the weighted entropy term."""
+        """NT-Xent; after the warm-up plus the cluster-level loss and the weighted entropy term.
+
+        Parameters
+        ----------
+        stats : ClusterStatistics
+            From :meth:`batch_statistics`.
+        phase : str
+            ``"warmup"`` or ``"clustering"``.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar, with gradients.
+        terms : torch.Tensor
+            Detached: the total, NT-Xent, the cluster-level loss and
+            the (unweighted) entropy term (0 in the warm-up).
+        """
         instance = nt_xent(stats.projection_1, stats.projection_2, self.temperature)
         loss = instance
         cluster = entropy = instance.new_zeros(())
