@@ -67,7 +67,7 @@ COUNT = {"reduce": "count"}
 class ProcessGroup:
     """The process group a fit trains in, as the trainer sees it (default group of :mod:`torch.distributed`).
 
-    Attributes
+    Parameters
     ----------
     rank : int
         This process's rank, ``0..world_size-1``.
@@ -222,6 +222,7 @@ def gather_rows(local: torch.Tensor, sizes: Sequence[int], group: ProcessGroup) 
     sizes : sequence of int
         Rows of every process (:func:`shard_sizes`); parts may differ by one.
     group : ProcessGroup
+        This process's rank and the number of processes.
 
     Returns
     -------
@@ -273,6 +274,7 @@ def combine_statistics(stats, sizes: Sequence[int], group: ProcessGroup):
     sizes : sequence of int
         Samples of every process.
     group : ProcessGroup
+        This process's rank and the number of processes.
 
     Returns
     -------
@@ -305,6 +307,7 @@ def all_reduce_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
     Parameters
     ----------
     parameters : sequence of torch.nn.Parameter
+        The network's parameters, in the same order on every process.
     """
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -323,7 +326,9 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
     Parameters
     ----------
     module : torch.nn.Module
+        The network, of the same architecture on every process.
     src : int, default=0
+        The rank whose values every process takes.
     """
     tensors = list(module.parameters()) + list(module.buffers())
     for dtype in sorted({t.dtype for t in tensors}, key=str):
@@ -345,6 +350,7 @@ def broadcast_object(value, src: int = 0):
     value : object
         This process's value (ignored except on ``src``).
     src : int, default=0
+        The rank whose value every process takes.
 
     Returns
     -------
@@ -365,6 +371,7 @@ def broadcast_tensor(tensor: torch.Tensor | None, device: torch.device, src: int
     device : torch.device
         Where the collective runs (the process's training device).
     src : int, default=0
+        The rank whose tensor every process takes.
 
     Returns
     -------
@@ -390,6 +397,23 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
     evaluation mode it is an ordinary BatchNorm.  Made by
     :func:`synchronised_batchnorm` around an existing BatchNorm's
     parameters and buffers (the same tensors).
+
+    Parameters
+    ----------
+    num_features : int
+        Channels ``C`` of the input ``(n, C, ...)``.
+    eps : float, default=1e-5
+        Added to the variance.
+    momentum : float or None, default=0.1
+        Weight of the batch in the running statistics (None: cumulative average).
+    affine : bool, default=True
+        Whether the layer has a learned scale and shift.
+    track_running_stats : bool, default=True
+        Whether it keeps running statistics (used in evaluation mode).
+    device, dtype : optional
+        Of the parameters and buffers.
+    bias : bool, default=True
+        Whether the learned shift is kept (with ``affine``).
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -471,6 +495,7 @@ def synchronised_batchnorm(network: nn.Module, device: torch.device) -> Iterator
     Parameters
     ----------
     network : torch.nn.Module
+        The network being trained (changed in place within the block).
     device : torch.device
         The training device.
     """

@@ -26,7 +26,7 @@ from torch import nn
 from skcohiclust import CoHiClust
 from skcohiclust.distributed import ProcessGroup, resolve_process_group, shard_sizes
 
-from ._distributed_child import CASES, estimator, make_data
+from ._distributed_child import CASES, data_of, estimator, make_data
 
 CHILD = os.path.join(os.path.dirname(__file__), "_distributed_child.py")
 WORLD_SIZE = 2
@@ -80,9 +80,9 @@ def X():
 
 
 @pytest.fixture(scope="module")
-def single(X):
+def single():
     """The same fits in one process (no process group)."""
-    return {case: estimator(case, distributed=False).fit(X) for case in CASES}
+    return {case: estimator(case, distributed=False).fit(data_of(case)) for case in CASES}
 
 
 def _load(runs, name, rank):
@@ -123,13 +123,13 @@ def test_resume_after_interrupt_equals_uninterrupted(runs):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_rank_0_pickle_predicts_in_a_plain_process(runs, X, case):
+def test_rank_0_pickle_predicts_in_a_plain_process(runs, case):
     with open(runs / f"{case}.pkl", "rb") as handle:
         model = pickle.load(handle)
     assert not torch.distributed.is_initialized()
     # the synchronised BatchNorm layers were swapped back: the network is the plain one
     assert not any(isinstance(m, nn.SyncBatchNorm) or "Sync" in type(m).__name__ for m in model.module_.modules())
-    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    np.testing.assert_array_equal(model.predict(data_of(case)), model.labels_)
 
 
 def test_auto_without_torchrun_is_one_process(monkeypatch):
