@@ -64,7 +64,7 @@ def worker(args) -> None:
         mixed_precision=False,
         device="cpu",
         random_state=0,
-        distributed="auto" if args.processes > 1 else False,
+        distributed="auto" if max(args.processes) > 1 else False,
     )
     model.fit(X)
     if int(os.environ.get("RANK", "0")) == 0:

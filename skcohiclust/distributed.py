@@ -391,10 +391,11 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose batch statistics are those of the whole batch of every process, on any device.
 
     :class:`torch.nn.SyncBatchNorm` runs on GPUs only; this one adds each
-    process's per-channel sums over the processes with
-    :func:`torch.distributed.nn.functional.all_reduce` (whose backward adds
-    the gradients too), so it works with the ``gloo`` backend on CPUs.  In
-    evaluation mode it is an ordinary BatchNorm.  Made by
+    process's per-channel sums over the processes with an all-reduce whose
+    backward pass adds the gradients over the processes too (as
+    ``torch.distributed.nn.functional.all_reduce`` does, now deprecated),
+    so it works with the ``gloo`` backend on CPUs.  In evaluation mode it is
+    an ordinary BatchNorm.  Made by
     :func:`synchronised_batchnorm` around an existing BatchNorm's
     parameters and buffers (the same tensors).
 
@@ -438,15 +439,13 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
             return nn.functional.batch_norm(
                 input, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
-        from torch.distributed.nn.functional import all_reduce
-
         x = input.float()
         dims = [0, *range(2, x.dim())]
         count = x.new_full((1,), x.numel() / x.shape[1])
         # the running mean is the same on every process: sums of squares about it lose fewer digits
         shift = x.new_zeros(x.shape[1]) if self.running_mean is None else self.running_mean.detach().float()
         centred = x - _channels(shift, x.dim())
-        sums = all_reduce(torch.cat((centred.sum(dims), (centred * centred).sum(dims), count)))
+        sums = _AllReduceSum.apply(torch.cat((centred.sum(dims), (centred * centred).sum(dims), count)))
         channels = x.shape[1]
         n = sums[-1]
         mean_shifted = sums[:channels] / n
@@ -454,7 +453,7 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
         y = (centred - _channels(mean_shifted, x.dim())) * _channels(torch.rsqrt(var + self.eps), x.dim())
         if self.affine:
             y = y * _channels(self.weight, x.dim()) + _channels(self.bias, x.dim())
-        self._update_running(shift + mean_shifted.detach(), var.detach(), float(n))
+        self._update_running(shift + mean_shifted.detach(), var.detach(), float(n.detach()))
         return y.to(input.dtype)
 
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
@@ -466,6 +465,22 @@ class SyncBatchNormCPU(nn.modules.batchnorm._BatchNorm):
             unbiased = var * (n / max(n - 1.0, 1.0))
             self.running_mean.mul_(1.0 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
             self.running_var.mul_(1.0 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes; the gradient of every process's term is the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
 
 
 def _channels(values: torch.Tensor, ndim: int) -> torch.Tensor:

@@ -125,6 +125,11 @@ def main(argv):
     writes.clear()
     model = estimator("cohiclust", checkpoint_dir=checkpoint_dir).fit(X)
     torch.save(record(model, len(writes)), os.path.join(out, f"resume-rank{rank}.pt"))
+    # interrupted after epoch 2 and left so: the test resumes it in a single process
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        checkpoint_dir = os.path.join(out, "checkpoints-handover")
+        estimator("cohiclust", checkpoint_dir=checkpoint_dir, callbacks=[InterruptAt(2)]).fit(X)
     return 0
 
 

@@ -122,6 +122,15 @@ def test_resume_after_interrupt_equals_uninterrupted(runs):
     assert resumed["losses"] == uninterrupted["losses"]
 
 
+def test_two_process_checkpoint_resumes_in_one_process(runs, single, X):
+    """The checkpoint holds no trace of the number of processes: one process finishes what two began."""
+    model = estimator("cohiclust", checkpoint_dir=runs / "checkpoints-handover", distributed=False).fit(X)
+    assert [entry["epoch"] for entry in model.history_] == [1, 2, 3]
+    for name, value in single["cohiclust"].module_.state_dict().items():
+        torch.testing.assert_close(model.module_.state_dict()[name], value, rtol=RTOL, atol=ATOL, msg=name)
+    np.testing.assert_array_equal(model.labels_, single["cohiclust"].labels_)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_rank_0_pickle_predicts_in_a_plain_process(runs, case):
     with open(runs / f"{case}.pkl", "rb") as handle:
