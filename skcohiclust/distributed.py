@@ -264,7 +264,9 @@ def combine_statistics(stats, sizes: Sequence[int], group: ProcessGroup):
     Walks the fields of a dataclass (nested dataclasses too): fields marked
     :data:`GATHER` are gathered (:func:`gather_rows`), fields marked
     :data:`COUNT` are replaced by the batch's total (``sum(sizes)``), other
-    tensors are summed (:func:`all_reduce_sum`) and other values kept.
+    tensors are summed (:func:`all_reduce_sum`) and other values kept.  All
+    the gathered fields travel in one gather and all the sums in one
+    all-reduce (per dtype).
 
     Parameters
     ----------
@@ -281,21 +283,58 @@ def combine_statistics(stats, sizes: Sequence[int], group: ProcessGroup):
     dataclass instance
         Of the same type.
     """
+    leaves = list(_leaves(stats))
+    per_sample = [value for how, value in leaves if how == "gather"]
+    gathered = _by_dtype(per_sample, lambda parts: _gather_together(parts, sizes, group))
+    summed = _by_dtype([v for how, v in leaves if how == "sum"], _sum_together)
+    return _rebuild(stats, {"gather": iter(gathered), "sum": iter(summed)}, int(np.sum(sizes)))
+
+
+def _how(field: dataclasses.Field, value) -> str:
+    return field.metadata.get("reduce") or ("sum" if isinstance(value, torch.Tensor) else "keep")
+
+
+def _leaves(stats) -> Iterator[tuple[str, object]]:
+    for field in dataclasses.fields(stats):
+        value = getattr(stats, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value)
+        else:
+            yield _how(field, value), value
+
+
+def _rebuild(stats, combined: dict, total: int):
     values = {}
     for field in dataclasses.fields(stats):
         value = getattr(stats, field.name)
-        how = field.metadata.get("reduce")
         if dataclasses.is_dataclass(value):
-            values[field.name] = combine_statistics(value, sizes, group)
-        elif how == "gather":
-            values[field.name] = gather_rows(value, sizes, group)
-        elif how == "count":
-            values[field.name] = int(np.sum(sizes))
-        elif isinstance(value, torch.Tensor):
-            values[field.name] = all_reduce_sum(value)
-        else:
-            values[field.name] = value
+            values[field.name] = _rebuild(value, combined, total)
+            continue
+        how = _how(field, value)
+        values[field.name] = next(combined[how]) if how in combined else total if how == "count" else value
     return dataclasses.replace(stats, **values)
+
+
+def _by_dtype(tensors: list, combine) -> list:
+    """``combine`` applied to the tensors of each dtype together; the results in the tensors' order."""
+    results = [None] * len(tensors)
+    for dtype in dict.fromkeys(t.dtype for t in tensors):
+        where = [i for i, t in enumerate(tensors) if t.dtype == dtype]
+        for i, result in zip(where, combine([tensors[i] for i in where]), strict=True):
+            results[i] = result
+    return results
+
+
+def _sum_together(tensors: list) -> list:
+    total = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors]))
+    return [part.view_as(t) for part, t in zip(total.split([t.numel() for t in tensors]), tensors, strict=True)]
+
+
+def _gather_together(tensors: list, sizes: Sequence[int], group: ProcessGroup) -> list:
+    rows = [t.reshape(t.shape[0], -1) for t in tensors]
+    every = gather_rows(torch.cat(rows, dim=1), sizes, group)
+    parts = every.split([r.shape[1] for r in rows], dim=1)
+    return [part.reshape(every.shape[0], *t.shape[1:]) for part, t in zip(parts, tensors, strict=True)]
 
 
 def all_reduce_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
