@@ -125,6 +125,10 @@ def main(argv):
     writes.clear()
     model = estimator("cohiclust", checkpoint_dir=checkpoint_dir).fit(X)
     torch.save(record(model, len(writes)), os.path.join(out, f"resume-rank{rank}.pt"))
+    # a warm start: 2 epochs, then 2 more
+    model = estimator("cohiclust", max_epochs=2).fit(X)
+    model.set_params(warm_start=True, max_epochs=2).fit(X)
+    torch.save(record(model, 0), os.path.join(out, f"warm-rank{rank}.pt"))
     # interrupted after epoch 2 and left so: the test resumes it in a single process
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

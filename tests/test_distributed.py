@@ -122,6 +122,16 @@ def test_resume_after_interrupt_equals_uninterrupted(runs):
     assert resumed["losses"] == uninterrupted["losses"]
 
 
+def test_warm_start(runs, X):
+    model = estimator("cohiclust", max_epochs=2, distributed=False).fit(X)
+    model.set_params(warm_start=True, max_epochs=2).fit(X)
+    first, second = _load(runs, "warm", 0), _load(runs, "warm", 1)
+    for name, value in model.module_.state_dict().items():
+        torch.testing.assert_close(first["state"][name], value, rtol=RTOL, atol=ATOL, msg=name)
+        assert torch.equal(first["state"][name], second["state"][name]), name
+    np.testing.assert_array_equal(first["labels"], model.labels_)
+
+
 def test_two_process_checkpoint_resumes_in_one_process(runs, single, X):
     """The checkpoint holds no trace of the number of processes: one process finishes what two began."""
     model = estimator("cohiclust", checkpoint_dir=runs / "checkpoints-handover", distributed=False).fit(X)
