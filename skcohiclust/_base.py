@@ -31,6 +31,7 @@ from ._validation import check_float32_range, seed_from
 from .augment import resolve_augmentation
 from .callbacks import EarlyStopping
 from .checkpoints import checkpoint_lock, run_metadata
+from .distributed import local_device, resolve_process_group
 from .networks import BACKBONES, build_backbone
 from .training import Trainer, TrainingConfig
 
@@ -76,6 +77,20 @@ SHARED_PARAMETERS = {
         :class:`~skcohiclust.augment.VectorAugmentation`.""",
     "device": """device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when it is available, else the CPU.""",
+    "distributed": """distributed : bool or "auto", default="auto"
+        Data-parallel training on :mod:`torch.distributed`, one process per
+        device, as started by ``torchrun --nproc_per_node=N script.py``
+        (every process runs the same script on the same data).  ``"auto"``
+        trains data-parallel when a process group of more than one process
+        is initialised or ``torchrun``'s environment says so
+        (``WORLD_SIZE > 1``), starting the group (``nccl`` on CUDA, ``gloo``
+        on the CPU) if needed; ``True`` requires it; ``False`` never.  The
+        processes share every batch of ``batch_size`` samples (parts that
+        differ by at most one sample), and the result equals a
+        single-process fit up to floating-point rounding; CUDA devices
+        without an index become ``cuda:LOCAL_RANK``.  Rank 0 alone writes
+        checkpoints and shows progress; every process ends with the same
+        fitted model.  See the guide ``docs/distributed.md``.""",
     "mixed_precision": """mixed_precision : bool, default=True
         bfloat16 autocast for the training steps where the device runs
         bfloat16 natively: CUDA GPUs, and CPUs with AVX512-BF16 or AMX
@@ -258,7 +273,8 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             return self._train_more(X, config, objective, config.max_epochs, final=True)
         X = self._validate_X(X, reset=True)
         trainer, source, name, spec = self._new_trainer(X, config, objective, self.checkpoint_dir)
-        with checkpoint_lock(self.checkpoint_dir):  # one fit at a time writes a checkpoint_dir
+        # one fit at a time writes a checkpoint_dir (in a data-parallel fit: rank 0)
+        with checkpoint_lock(self.checkpoint_dir if trainer.is_main else None):
             if not (trainer.resume() and trainer.finished):
                 trainer.fit()
         self._end_training(trainer, source, name, spec, final=True)
@@ -312,7 +328,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """A trainer with a freshly initialised network, its data source, backbone name and input spec."""
         spec = infer_input_spec(X, self.image_shape)
         augmentation = resolve_augmentation(self.augmentation, spec.is_image, spec.shape[0] if spec.is_image else 1)
-        device = _resolve_device(self.device)
+        device, group = self._devices(len(X), config)
         seed = seed_from(self.random_state)
         self._check_fits_memory(len(X), config.batch_size, device)
         source = BatchSource(X, spec, device)
@@ -346,8 +362,23 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             callbacks=self._callbacks(),
             checkpoint_dir=checkpoint_dir,
             metadata=metadata,
+            group=group,
         )
         return trainer, source, built.name, spec
+
+    def _devices(self, n_samples: int, config: TrainingConfig):
+        """This process's device and, for a data-parallel fit, its process group (else None)."""
+        device = _resolve_device(self.device)
+        group = resolve_process_group(self.distributed, device)
+        if group is None:
+            return device, None
+        if min(config.batch_size, n_samples) < group.world_size:
+            raise ValueError(
+                f"batch_size={config.batch_size} on {n_samples} samples gives batches smaller than the "
+                f"{group.world_size} processes of this data-parallel fit: every process needs a sample of every "
+                "batch; use a larger batch_size or fewer processes."
+            )
+        return local_device(device), group
 
     def _train_more(self, X, config, objective, n_epochs, final):
         """Continue training the fitted model for ``n_epochs`` epochs on ``X``."""
@@ -375,10 +406,10 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         spec = self._spec
         augmentation = resolve_augmentation(self.augmentation, spec.is_image, spec.shape[0] if spec.is_image else 1)
-        device = _resolve_device(self.device)
+        device, group = self._devices(len(X), config)
         network = self.module_.to(device)
         source = BatchSource(X, spec, device)
-        trainer = Trainer(network, augmentation, source, config, objective, 0, callbacks=self._callbacks())
+        trainer = Trainer(network, augmentation, source, config, objective, 0, callbacks=self._callbacks(), group=group)
         trainer.load_training_state(state, self.history_)
         trainer.fit(n_epochs=n_epochs)
         self._end_training(trainer, source, self.backbone_, spec, final=final)

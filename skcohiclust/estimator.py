@@ -106,6 +106,7 @@ class CoHiClust(BaseDeepClusterer):
     %(projection_dim)s
     %(augmentation)s
     %(device)s
+    %(distributed)s
     %(mixed_precision)s
     %(random_state)s
     %(verbose)s
@@ -192,6 +193,7 @@ class CoHiClust(BaseDeepClusterer):
         projection_dim=128,
         augmentation="auto",
         device="auto",
+        distributed="auto",
         mixed_precision=True,
         random_state=None,
         verbose=0,
@@ -220,6 +222,7 @@ class CoHiClust(BaseDeepClusterer):
         self.projection_dim = projection_dim
         self.augmentation = augmentation
         self.device = device
+        self.distributed = distributed
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose

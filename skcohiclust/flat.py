@@ -133,6 +133,7 @@ class ContrastiveClustering(_FlatClusterer):
     %(projection_dim)s
     %(augmentation)s
     %(device)s
+    %(distributed)s
     %(mixed_precision)s
     %(random_state)s
     %(verbose)s
@@ -203,6 +204,7 @@ class ContrastiveClustering(_FlatClusterer):
         projection_dim=128,
         augmentation="auto",
         device="auto",
+        distributed="auto",
         mixed_precision=True,
         random_state=None,
         verbose=0,
@@ -228,6 +230,7 @@ class ContrastiveClustering(_FlatClusterer):
         self.projection_dim = projection_dim
         self.augmentation = augmentation
         self.device = device
+        self.distributed = distributed
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from .distributed import COUNT
 from .tree import column_levels, level_slice
 
 __all__ = [
@@ -96,7 +97,7 @@ class TreeBatchStatistics:
     sum_q_squared: torch.Tensor
     sum_positive: torch.Tensor
     sum_mass: torch.Tensor
-    n_pairs: int
+    n_pairs: int = field(metadata=COUNT)
 
 
 def tree_batch_statistics(
@@ -264,7 +265,7 @@ class ClusterBatchStatistics:
 
     gram: torch.Tensor
     sum_assignment: torch.Tensor
-    n_pairs: int
+    n_pairs: int = field(metadata=COUNT)
 
 
 def cluster_batch_statistics(assign_1: torch.Tensor, assign_2: torch.Tensor) -> ClusterBatchStatistics:

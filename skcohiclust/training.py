@@ -39,6 +39,16 @@ from .checkpoints import (
     read_checkpoint,
     write_checkpoint,
 )
+from .distributed import (
+    ProcessGroup,
+    all_reduce_gradients,
+    broadcast_module,
+    broadcast_object,
+    broadcast_tensor,
+    combine_statistics,
+    shard_sizes,
+    synchronised_batchnorm,
+)
 from .neighbors import MAX_CANDIDATES, nearest_neighbors
 from .networks import normalized_representation
 
@@ -179,6 +189,11 @@ class Trainer:
     metadata : dict, optional
         Written with each checkpoint and compared on resume (see
         :func:`~skcohiclust.checkpoints.run_metadata`).
+    group : ProcessGroup, optional
+        Train data-parallel in this process group (see
+        :mod:`skcohiclust.distributed`): each process runs the network on
+        its part of every batch, the loss is that of the whole batch, and
+        rank 0 alone writes checkpoints and shows progress.
 
     Attributes
     ----------
@@ -201,8 +216,10 @@ class Trainer:
         callbacks=(),
         checkpoint_dir=None,
         metadata=None,
+        group: ProcessGroup | None = None,
     ):
         self.network = network
+        self.group = group
         self.augmentation = augmentation
         self.source = source
         self.config = config
@@ -298,12 +315,20 @@ class Trainer:
         """
         batch = x.shape[0]
         v1, v2 = self._views(x, partner)
+        if self.group is not None:  # the views of the whole batch, as one process draws them; then our part
+            sizes = shard_sizes(batch, self.group.world_size)
+            part = self.group.shard(batch)
+            v1, v2, batch = v1[part], v2[part], part.stop - part.start
         with self._autocast():
             out = self.network(torch.cat((v1, v2)))
         stats = self.objective.batch_statistics(out, batch)
+        if self.group is not None:
+            stats = combine_statistics(stats, sizes, self.group)
         loss, terms = self.objective.loss(stats, phase)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.group is not None:
+            all_reduce_gradients(list(self.network.parameters()))
         self.optimizer.step()
         self.objective.observe(stats)
         return terms
@@ -423,12 +448,14 @@ class Trainer:
         objective.begin_epoch(self, phase, features)
         if mine:
             self.neighbors = self.mine_neighbors(features)
+            if self.group is not None:  # every process mined the same table; rank 0's is the one used
+                self.neighbors = broadcast_tensor(self.neighbors, self.device)
             self.neighbors_data = fingerprint
         del features
         neighbors = self.neighbors if pairs_neighbours else None
         sums = torch.zeros(len(objective.terms), device=self.device)
         batches = self._batches()
-        progress = _progress(len(batches), self.epoch, self._last, config)
+        progress = _progress(len(batches), self.epoch, self._last, config) if self.is_main else None
         refresh = max(1, len(batches) // 10)
         try:
             for done, indices in enumerate(batches, start=1):
@@ -482,7 +509,9 @@ class Trainer:
         """
         self._last = self.config.max_epochs if n_epochs is None else self.epoch + n_epochs
         self.stopped = False
-        with self._own_global_rng():
+        if self.group is not None:  # one model: rank 0's (the same already, unless a process loaded another)
+            broadcast_module(self.network)
+        with self._own_global_rng(), self._synchronised_batchnorm():
             snapshot = self._snapshot()
             try:
                 call_hook(self.callbacks, "on_train_begin", self.history, self.network)
@@ -494,6 +523,8 @@ class Trainer:
                     self._capture_global_rng()
                     snapshot = self._snapshot()
                     self.stopped = notify(self.callbacks, self.history, self.network)
+                    if self.group is not None:  # rank 0's callbacks decide for all
+                        self.stopped = bool(broadcast_object(self.stopped))
                     if self.checkpoint_dir is not None and (
                         self.stopped or self.epoch >= self._last or self.epoch % self.config.checkpoint_every == 0
                     ):
@@ -504,7 +535,7 @@ class Trainer:
                 self._restore(snapshot)
                 saved = ""
                 if self.checkpoint_dir is not None and self._saved_epoch != self.epoch and self.epoch > 0:
-                    self.save_checkpoint()
+                    self.save_checkpoint(wait=False)
                     saved = f" It is saved in {self.checkpoint_path()}; fit again to resume."
                 warnings.warn(
                     f"training interrupted; the model is left as it was at the end of epoch {self.epoch} "
@@ -514,6 +545,16 @@ class Trainer:
                 )
             call_hook(self.callbacks, "on_train_end", self.history, self.network)
         return self.history
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints and shows progress (always, unless data-parallel rank > 0)."""
+        return self.group is None or self.group.is_main
+
+    def _synchronised_batchnorm(self):
+        if self.group is None:
+            return contextlib.nullcontext()
+        return synchronised_batchnorm(self.network, self.device)
 
     @contextlib.contextmanager
     def _own_global_rng(self):
@@ -668,10 +709,23 @@ class Trainer:
         """
         return os.path.join(os.fspath(self.checkpoint_dir), CHECKPOINT_NAME)
 
-    def save_checkpoint(self) -> None:
-        """Write the state atomically, with a checksum (see :func:`~skcohiclust.checkpoints.write_checkpoint`)."""
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
-        write_checkpoint(self.state_dict(), self.checkpoint_path())
+    def save_checkpoint(self, wait: bool = True) -> None:
+        """Write the state atomically, with a checksum (see :func:`~skcohiclust.checkpoints.write_checkpoint`).
+
+        In a data-parallel run rank 0 alone writes, and every process waits
+        for it (unless ``wait`` is False: after Ctrl-C, when the others may
+        be gone).
+
+        Parameters
+        ----------
+        wait : bool, default=True
+            Whether the processes of a data-parallel run wait for the write.
+        """
+        if self.is_main:
+            os.makedirs(self.checkpoint_dir, exist_ok=True)
+            write_checkpoint(self.state_dict(), self.checkpoint_path())
+        if self.group is not None and wait:
+            self.group.barrier()
         self._saved_epoch = self.epoch
 
     def resume(self) -> bool:
@@ -688,7 +742,11 @@ class Trainer:
             If the checkpoint cannot be read or belongs to another model or
             other data (see :meth:`load_state_dict`).
         """
-        if self.checkpoint_dir is None or not os.path.exists(self.checkpoint_path()):
+        if self.checkpoint_dir is None:
+            return False
+        if self.group is not None:  # rank 0 may still be writing the checkpoint of an interrupted fit
+            self.group.barrier()
+        if not os.path.exists(self.checkpoint_path()):
             return False
         state = read_checkpoint(self.checkpoint_path(), map_location=self.device)  # CheckpointError if unusable
         try:
@@ -698,7 +756,7 @@ class Trainer:
                 f"{self.checkpoint_path()} is not a complete skcohiclust checkpoint ({type(exc).__name__}: {exc}); "
                 "delete it to start afresh, or use another checkpoint_dir."
             ) from None
-        if self.config.verbose:
+        if self.config.verbose and self.is_main:
             state = "finished" if self.finished else "resuming"
             print(f"checkpoint {self.checkpoint_path()}: epoch {self.epoch}, {state}", file=sys.stderr)
         return True

@@ -25,6 +25,7 @@ MODULES = [
     "skcohiclust.objectives.cohiclust",
     "skcohiclust.objectives.contrastive_clustering",
     "skcohiclust.training",
+    "skcohiclust.distributed",
     "skcohiclust.checkpoints",
     "skcohiclust.callbacks",
     "skcohiclust.tree_init",
@@ -94,7 +95,7 @@ def test_docs_site_builds_without_warnings(tmp_path):
     gallery = (out / "auto_examples" / "index.html").read_text()
     for example in ("quickstart", "digits_tree", "fashion_mnist_tree", "grid_search_depth"):
         assert f"{example}.html" in gallery
-    for page in ("index", "user_guide", "hierarchy", "long_runs", "api", "changelog"):
+    for page in ("index", "user_guide", "hierarchy", "long_runs", "distributed", "api", "changelog"):
         assert (out / f"{page}.html").exists(), page
     assert (out / "_images" / "digits_tree.png").exists()
 

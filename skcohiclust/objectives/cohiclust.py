@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..distributed import GATHER
 from ..losses import (
     TreeBatchStatistics,
     balance_regularizer,
@@ -112,8 +113,8 @@ class TreeStatistics:
         Sums over the batch (a data-parallel run all-reduces them).
     """
 
-    projection_1: torch.Tensor
-    projection_2: torch.Tensor
+    projection_1: torch.Tensor = field(metadata=GATHER)
+    projection_2: torch.Tensor = field(metadata=GATHER)
     tree: TreeBatchStatistics
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from ..distributed import GATHER
 from ..losses import (
     ClusterBatchStatistics,
     cluster_batch_statistics,
@@ -33,8 +34,8 @@ class ClusterStatistics:
         Sums over the batch (a data-parallel run all-reduces them).
     """
 
-    projection_1: torch.Tensor
-    projection_2: torch.Tensor
+    projection_1: torch.Tensor = field(metadata=GATHER)
+    projection_2: torch.Tensor = field(metadata=GATHER)
     cluster: ClusterBatchStatistics
 
 
