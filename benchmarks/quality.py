@@ -49,6 +49,11 @@ The methods (rows)
     weight decay and temperatures, no warm-up).  A flat clusterer has no
     tree: DP is that of a Ward linkage over the clusters' mean
     representations (``model.transform``), computed after the timed fit.
+``ConCURL``, ``SeCu``
+    ``ConCURL(...)`` and ``SeCu(...)`` (Deshmukh et al. 2021; Qian, ICCV
+    2023) run exactly as the ``CC`` row: the same backbone, views, batch
+    size, epochs and seeds, the estimators' defaults otherwise, and DP from
+    a Ward linkage over the clusters' mean representations.
 ``KMeans``
     ``KMeans(n_clusters=10, n_init=10, random_state=seed)`` on the raw pixels
     (flattened, original scale).  DP needs a tree: a Ward linkage over the
@@ -143,7 +148,7 @@ COHICLUST_PARAMS = {
 N_CLUSTERS = 10
 WARD_MAX_SAMPLES = 20_000
 DEEPECT_EPOCHS = (100, 150)  # ClustPy's defaults: pretraining, clustering
-METHODS = ("CoHiClust", "CoHiClust-unpruned", "CC", "KMeans", "Agglomerative-Ward", "DeepECT")
+METHODS = ("CoHiClust", "CoHiClust-unpruned", "CC", "ConCURL", "SeCu", "KMeans", "Agglomerative-Ward", "DeepECT")
 
 DATASET_TITLES = {
     "digits": "scikit-learn digits (8×8)",
@@ -185,7 +190,7 @@ BARS = {
 
 METRICS = ("acc", "nmi", "ari", "dp", "lp")
 #: The flat peers on the same engine; each must reach KMeans-on-raw-pixels ACC.
-PEERS = ("CC",)
+PEERS = ("CC", "ConCURL", "SeCu")
 
 
 # ----------------------------------------------------------------------------- data
@@ -263,12 +268,13 @@ def run_cohiclust(X, y, seed, args, pruned: bool) -> Outcome:
     return Outcome(model.labels_, model.tree_, seconds, str(model.device_), y, notes=shown)
 
 
-def run_cc(X, y, seed, args) -> Outcome:
-    """Contrastive Clustering with CoHiClust's backbone, views, batch size, epochs and seeds."""
-    from skcohiclust import ContrastiveClustering
+def run_cc(X, y, seed, args, method="CC") -> Outcome:
+    """A flat peer (CC, ConCURL, SeCu) with CoHiClust's backbone, views, batch size, epochs and seeds."""
+    import skcohiclust
 
+    cls = {"CC": skcohiclust.ContrastiveClustering, "ConCURL": skcohiclust.ConCURL, "SeCu": skcohiclust.SeCu}[method]
     params = {"n_clusters": N_CLUSTERS, "max_epochs": _epochs(args).get("max_epochs", 100)}
-    model = ContrastiveClustering(random_state=seed, device=args.device, verbose=args.verbose, **params)
+    model = cls(random_state=seed, device=args.device, verbose=args.verbose, **params)
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
@@ -484,7 +490,17 @@ def merge_rows(old, new):
     order = {
         m: i
         for i, m in enumerate(
-            ("CoHiClust", "CoHiClust-unpruned", "CC", "KMeans", "Agglomerative-Ward", "DeepECT", "DeepECT-unpruned")
+            (
+                "CoHiClust",
+                "CoHiClust-unpruned",
+                "CC",
+                "ConCURL",
+                "SeCu",
+                "KMeans",
+                "Agglomerative-Ward",
+                "DeepECT",
+                "DeepECT-unpruned",
+            )
         )
     }
     return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"], r["seed"]))
@@ -670,8 +686,8 @@ def main(argv=None):
                 record(method, seed, run_cohiclust(X, y, seed, args, pruned=True))
             elif method == "CoHiClust-unpruned":
                 record(method, seed, run_cohiclust(X, y, seed, args, pruned=False))
-            elif method == "CC":
-                record(method, seed, run_cc(X, y, seed, args))
+            elif method in ("CC", "ConCURL", "SeCu"):
+                record(method, seed, run_cc(X, y, seed, args, method))
             elif method == "KMeans":
                 record(method, seed, run_kmeans(X, y, seed, args))
             elif method == "Agglomerative-Ward":

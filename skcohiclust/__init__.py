@@ -2,8 +2,17 @@
 
 from .callbacks import Callback, EarlyStopping
 from .estimator import CoHiClust
-from .flat import ContrastiveClustering
+from .flat import ConCURL, ContrastiveClustering, SeCu
 from .plotting import plot_level_sizes, plot_tree  # matplotlib is imported only when called
 
-__all__ = ["CoHiClust", "ContrastiveClustering", "Callback", "EarlyStopping", "plot_tree", "plot_level_sizes"]
+__all__ = [
+    "CoHiClust",
+    "ContrastiveClustering",
+    "ConCURL",
+    "SeCu",
+    "Callback",
+    "EarlyStopping",
+    "plot_tree",
+    "plot_level_sizes",
+]
 __version__ = "0.1.0"

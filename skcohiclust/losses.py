@@ -1,4 +1,10 @@
-"""Losses: NT-Xent, CoHiClust's tree terms, and Contrastive Clustering's cluster-level terms.
+"""Losses: NT-Xent, CoHiClust's tree terms, Contrastive Clustering's cluster-level terms, and prototype terms.
+
+The prototype terms serve ConCURL (SwAV's Sinkhorn targets and swapped
+prediction, in the embedding space and in random projections of it) and
+SeCu (assignment under a global entropy constraint, the stable cluster
+discrimination loss of the centres and its closed-form gradient, and the
+soft-label loss of the representation).
 
 The tree terms are computed from a handful of *batch statistics* that are
 plain sums over the samples of the batch (:class:`TreeBatchStatistics`).
@@ -37,6 +43,15 @@ __all__ = [
     "cluster_batch_statistics",
     "cluster_contrastive_loss",
     "cluster_entropy_penalty",
+    "prototype_scores",
+    "sinkhorn_targets",
+    "swapped_prediction_loss",
+    "random_projection_scores",
+    "consensus_loss",
+    "entropy_constrained_assignment",
+    "stable_cluster_discrimination_loss",
+    "stable_center_gradient",
+    "soft_label_loss",
 ]
 
 #: Added under the square root of the node probabilities (keeps gradients finite at 0).
@@ -348,3 +363,309 @@ def cluster_entropy_penalty(stats: ClusterBatchStatistics) -> torch.Tensor:
     share = stats.sum_assignment / stats.sum_assignment.sum(dim=1, keepdim=True).clamp_min(LOG_EPS)
     k = share.shape[1]
     return (math.log(k) + (share * torch.log(share.clamp_min(LOG_EPS))).sum(dim=1)).sum()
+
+
+# ---------------------------------------------------------------------------- prototype terms (ConCURL, SeCu)
+def prototype_scores(embedding: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every sample with every prototype.
+
+    Parameters
+    ----------
+    embedding : torch.Tensor
+        Shape ``(B, d)`` (not necessarily normalised).
+    prototypes : torch.Tensor
+        Shape ``(K, d)`` (not necessarily normalised).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B, K)``, in ``[-1, 1]``, float32 or wider.
+    """
+    z = F.normalize(_at_least_float32(embedding), dim=-1)
+    c = F.normalize(_at_least_float32(prototypes), dim=-1)
+    return z @ c.T
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+@torch.no_grad()
+def sinkhorn_targets(scores: torch.Tensor, epsilon: float = 0.05, n_iterations: int = 3) -> torch.Tensor:
+    """SwAV's balanced soft targets: Sinkhorn-Knopp on ``exp(scores / epsilon)``.
+
+    The matrix is scaled in turn so that every cluster holds ``1/K`` of the
+    mass and every sample ``1/B``, ``n_iterations`` times, and its rows are
+    returned normalised (each a distribution over the clusters).  No
+    gradient flows through the targets.
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        Shape ``(B, K)``: similarities of the samples to the prototypes.
+    epsilon : float, default=0.05
+        Entropic regularisation (smaller: harder targets).
+    n_iterations : int, default=3
+        Sinkhorn iterations.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B, K)``, rows sum to 1, detached.
+    """
+    scores = _at_least_float32(scores.detach())
+    q = torch.exp((scores - scores.max()) / epsilon)
+    q = q / q.sum()
+    batch, k = q.shape
+    for _ in range(n_iterations):
+        q = q / (q.sum(dim=0, keepdim=True) * k)
+        q = q / (q.sum(dim=1, keepdim=True) * batch)
+    return q / q.sum(dim=1, keepdim=True)
+
+
+def swapped_prediction_loss(
+    scores_1: torch.Tensor,
+    scores_2: torch.Tensor,
+    targets_1: torch.Tensor,
+    targets_2: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Each view predicts the other's targets: ``-(q_2·log p_1 + q_1·log p_2) / 2``, averaged.
+
+    ``p_v = softmax(scores_v / temperature)`` over the last axis.  Leading
+    axes beyond the samples (e.g. random projections, shape ``(M, B, K)``)
+    are averaged too, the targets broadcast over them.
+
+    Parameters
+    ----------
+    scores_1, scores_2 : torch.Tensor
+        Shape ``(..., B, K)``: scores of the two views.
+    targets_1, targets_2 : torch.Tensor
+        Shape ``(B, K)``: the views' targets (rows sum to 1).
+    temperature : float
+        Softmax temperature.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    log_p1 = F.log_softmax(scores_1 / temperature, dim=-1)
+    log_p2 = F.log_softmax(scores_2 / temperature, dim=-1)
+    return -((targets_2 * log_p1).sum(dim=-1).mean() + (targets_1 * log_p2).sum(dim=-1).mean()) / 2
+
+
+def random_projection_scores(
+    embedding: torch.Tensor, prototypes: torch.Tensor, projections: torch.Tensor
+) -> torch.Tensor:
+    """Cosine similarities of samples and prototypes in each of ``M`` randomly projected spaces.
+
+    Parameters
+    ----------
+    embedding : torch.Tensor
+        Shape ``(B, d)``.
+    prototypes : torch.Tensor
+        Shape ``(K, d)``.
+    projections : torch.Tensor
+        Shape ``(M, d, d_m)``: the linear maps.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(M, B, K)``: ``cos(z R_m, c_k R_m)``.
+    """
+    z = F.normalize(torch.einsum("bd,mde->mbe", _at_least_float32(embedding), projections), dim=-1)
+    c = F.normalize(torch.einsum("kd,mde->mke", _at_least_float32(prototypes), projections), dim=-1)
+    return torch.einsum("mbe,mke->mbk", z, c)
+
+
+def consensus_loss(
+    embedding_1: torch.Tensor,
+    embedding_2: torch.Tensor,
+    prototypes: torch.Tensor,
+    projections: torch.Tensor,
+    targets_1: torch.Tensor,
+    targets_2: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """ConCURL's consensus loss: every random-projection clustering of a view predicts the other view's targets.
+
+    The embedding and the (fixed, detached) prototypes are mapped by each
+    random projection ``R_m``; the soft assignments there,
+    ``softmax(cos(z R_m, c R_m) / temperature)``, of view 1 should match the
+    Sinkhorn targets of view 2 in the embedding space, and back:
+    :func:`swapped_prediction_loss` averaged over the ``M`` projections.
+
+    Parameters
+    ----------
+    embedding_1, embedding_2 : torch.Tensor
+        Shape ``(B, d)``: the two views' embeddings.
+    prototypes : torch.Tensor
+        Shape ``(K, d)``; no gradient reaches them through this loss.
+    projections : torch.Tensor
+        Shape ``(M, d, d_m)``.
+    targets_1, targets_2 : torch.Tensor
+        Shape ``(B, K)``: the views' targets (:func:`sinkhorn_targets`).
+    temperature : float
+        Softmax temperature.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    fixed = prototypes.detach()
+    scores_1 = random_projection_scores(embedding_1, fixed, projections)
+    scores_2 = random_projection_scores(embedding_2, fixed, projections)
+    return swapped_prediction_loss(scores_1, scores_2, targets_1, targets_2, temperature)
+
+
+def _plogp(p: torch.Tensor) -> torch.Tensor:
+    return torch.where(p > 0, p * torch.log(p.clamp_min(1e-30)), torch.zeros_like(p))
+
+
+@torch.no_grad()
+def entropy_constrained_assignment(
+    cost: torch.Tensor, counts: torch.Tensor, current: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """SeCu's assignment under the global entropy constraint, one batch at once.
+
+    The objective is ``sum_i cost[i, y_i] + alpha * sum_k p_k log p_k``
+    with ``p_k`` the share of the assigned samples in cluster ``k`` (the
+    penalty is the negative entropy of the cluster sizes).  Every sample of
+    the batch moves to the cluster that lowers it most given the current
+    ``counts``: ``argmin_k cost[i, k] + alpha * delta[i, k]``, where
+    ``delta[i, k]`` is the change of ``sum p log p`` when sample ``i``
+    leaves its current cluster (if any) for ``k`` (0 for staying).  A
+    sample without a cluster yet counts as joining ``n + 1`` assigned
+    samples.
+
+    Parameters
+    ----------
+    cost : torch.Tensor
+        Shape ``(B, K)``: cost of each cluster for each sample.
+    counts : torch.Tensor
+        Shape ``(K,)``: samples currently assigned to each cluster.
+    current : torch.Tensor
+        Shape ``(B,)``, int: each sample's current cluster, ``-1`` for none.
+    alpha : float
+        Weight of the constraint.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(B,)``, int64: the new clusters.
+    """
+    cost = _at_least_float32(cost)
+    counts = counts.to(cost.dtype)
+    k = cost.shape[1]
+    assigned = (current >= 0)[:, None]
+    total = torch.where(assigned, counts.sum(), counts.sum() + 1).clamp_min(1)
+    join = _plogp((counts + 1) / total) - _plogp(counts / total)
+    old = current.clamp_min(0).long()
+    n_old = counts[old][:, None]
+    leave = torch.where(assigned, _plogp((n_old - 1) / total) - _plogp(n_old / total), torch.zeros_like(n_old))
+    delta = (join + leave).masked_fill(assigned & F.one_hot(old, k).bool(), 0.0)
+    return torch.argmin(cost + alpha * delta, dim=1)
+
+
+def stable_cluster_discrimination_loss(
+    features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """SeCu's stable cluster discrimination loss of the cluster centres.
+
+    The cross entropy of each sample's assigned centre among all centres,
+    ``-log softmax(x_i·w / temperature)[y_i]``, in which only the assigned
+    (positive) centre carries a gradient: a centre is moved by the samples
+    assigned to it and never pushed by the others (the negatives), and the
+    features get no gradient.  Its gradient is
+    :func:`stable_center_gradient`.
+
+    Parameters
+    ----------
+    features : torch.Tensor
+        Shape ``(B, d)``: normalised representations (detached here).
+    centers : torch.Tensor
+        Shape ``(K, d)``: normalised centres.
+    labels : torch.Tensor
+        Shape ``(B,)``: assigned clusters.
+    temperature : float
+        The centres' temperature.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar, mean over the samples.
+    """
+    logits = _at_least_float32(features).detach() @ _at_least_float32(centers).T / temperature
+    positive = F.one_hot(labels, centers.shape[0]).bool()
+    logits = torch.where(positive, logits, logits.detach())
+    return F.cross_entropy(logits, labels)
+
+
+@torch.no_grad()
+def stable_center_gradient(
+    features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Closed-form gradient of :func:`stable_cluster_discrimination_loss` with respect to the centres.
+
+    ``-(1 / (B * temperature)) * sum_{i: y_i = k} (1 - p_ik) x_i`` for centre
+    ``k``, with ``p_ik`` the softmax probability of centre ``k`` for sample
+    ``i``: the hardness-aware weights of the paper (a sample the centre
+    already wins gets little weight).
+
+    Parameters
+    ----------
+    features : torch.Tensor
+        Shape ``(B, d)``.
+    centers : torch.Tensor
+        Shape ``(K, d)``.
+    labels : torch.Tensor
+        Shape ``(B,)``.
+    temperature : float
+        The centres' temperature.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(K, d)``.
+    """
+    features, centers = _at_least_float32(features), _at_least_float32(centers)
+    p = torch.softmax(features @ centers.T / temperature, dim=1)
+    weights = F.one_hot(labels, centers.shape[0]).to(p.dtype) * (1 - p)
+    return -(weights.T @ features) / (features.shape[0] * temperature)
+
+
+def soft_label_loss(
+    scores_1: torch.Tensor, scores_2: torch.Tensor, labels: torch.Tensor, label_weight: float, temperature: float
+) -> torch.Tensor:
+    """SeCu's representation loss: cross entropy with the assigned cluster mixed with the other view's prediction.
+
+    The target of view 1 is ``label_weight * onehot(y) + (1 - label_weight)
+    * softmax(scores_2 / temperature)`` (detached), and back; the loss is
+    the mean of the two views' cross entropies against
+    ``softmax(scores_v / temperature)``.
+
+    Parameters
+    ----------
+    scores_1, scores_2 : torch.Tensor
+        Shape ``(B, K)``: similarities of the two views to the (fixed) centres.
+    labels : torch.Tensor
+        Shape ``(B,)``: assigned clusters.
+    label_weight : float
+        Weight of the one-hot label in the targets (``tau`` of the paper).
+    temperature : float
+        Softmax temperature.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    onehot = F.one_hot(labels, scores_1.shape[1]).to(scores_1.dtype)
+    with torch.no_grad():
+        target_1 = label_weight * onehot + (1 - label_weight) * torch.softmax(scores_2 / temperature, dim=1)
+        target_2 = label_weight * onehot + (1 - label_weight) * torch.softmax(scores_1 / temperature, dim=1)
+    log_p1 = F.log_softmax(scores_1 / temperature, dim=1)
+    log_p2 = F.log_softmax(scores_2 / temperature, dim=1)
+    return -((target_1 * log_p1).sum(dim=1).mean() + (target_2 * log_p2).sum(dim=1).mean()) / 2

@@ -24,6 +24,7 @@ __all__ = [
     "ProjectionHead",
     "TreeHead",
     "ClusterHead",
+    "PrototypeHead",
     "NetworkOutput",
     "ContrastiveNetwork",
     "CoHiClustNetwork",
@@ -241,6 +242,76 @@ class ClusterHead(nn.Module):
             Shape ``(n, n_clusters)``, float32; rows sum to 1.
         """
         return torch.softmax(self.layers(h).float(), dim=1)
+
+
+class PrototypeHead(nn.Module):
+    """An embedding MLP and one prototype per cluster (ConCURL's prototypes, SeCu's cluster centres).
+
+    The head maps the representation to an embedding (Linear, BatchNorm,
+    ReLU, Linear); a sample's cluster probabilities are the softmax of its
+    cosine similarities to the prototypes over ``temperature``.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of the representation.
+    n_clusters : int
+        Number of prototypes.
+    embedding_dim : int, default=128
+        Size of the embedding.
+    temperature : float, default=0.1
+        Softmax temperature of :meth:`probabilities`.
+    learnable : bool, default=True
+        Whether the prototypes are a parameter trained by the optimiser
+        (ConCURL) or a buffer set by the method's own rule (SeCu).
+    """
+
+    def __init__(self, in_features, n_clusters, embedding_dim=128, temperature=0.1, learnable=True):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_features, in_features, bias=False),
+            nn.BatchNorm1d(in_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(in_features, embedding_dim),
+        )
+        prototypes = F.normalize(torch.randn(n_clusters, embedding_dim), dim=1)
+        if learnable:
+            self.prototypes = nn.Parameter(prototypes)
+        else:
+            self.register_buffer("prototypes", prototypes)
+        self.temperature = float(temperature)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The embedding of the representation (not normalised).
+
+        Parameters
+        ----------
+        h : torch.Tensor
+            Representations ``(n, representation_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, embedding_dim)``, float32.
+        """
+        return self.layers(h).float()
+
+    def probabilities(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Cluster probabilities of embeddings: ``softmax(cos(z, prototypes) / temperature)``.
+
+        Parameters
+        ----------
+        embedding : torch.Tensor
+            Shape ``(n, embedding_dim)`` (the head's output).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(n, n_clusters)``, float32; rows sum to 1.
+        """
+        z = F.normalize(embedding.float(), dim=1)
+        c = F.normalize(self.prototypes.float(), dim=1)
+        return torch.softmax(z @ c.T / self.temperature, dim=1)
 
 
 class NetworkOutput(NamedTuple):

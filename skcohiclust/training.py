@@ -203,6 +203,10 @@ class Trainer:
         One entry per completed epoch.
     stopped : bool
         Whether a callback stopped the last call of :meth:`fit`.
+    batch_indices : ndarray or None
+        The training rows of the batch being trained (set before each
+        step; objectives with per-sample state, such as SeCu's cluster
+        assignments, read it).
     """
 
     def __init__(
@@ -243,6 +247,8 @@ class Trainer:
         #: (n_samples, n_neighbors) int32 table of the neighbour positives, and the data it was mined on
         self.neighbors = None
         self.neighbors_data = None
+        #: the training rows of the batch being trained (sorted), set before every step
+        self.batch_indices = None
         self._saved_epoch = None
         self._last = config.max_epochs
 
@@ -461,6 +467,7 @@ class Trainer:
             for done, indices in enumerate(batches, start=1):
                 self._set_learning_rate(self.epoch + (done - 1) / len(batches))
                 partner = None if neighbors is None else self._partner_batch(indices, neighbors)
+                self.batch_indices = indices  # the rows of the batch, for objectives that keep per-sample state
                 sums += self.step(self.source.take(indices), phase, partner)
                 if progress is not None:
                     progress.update(1)

@@ -24,6 +24,7 @@ MODULES = [
     "skcohiclust.objectives.base",
     "skcohiclust.objectives.cohiclust",
     "skcohiclust.objectives.contrastive_clustering",
+    "skcohiclust.objectives.prototypes",
     "skcohiclust.training",
     "skcohiclust.distributed",
     "skcohiclust.checkpoints",

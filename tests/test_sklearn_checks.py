@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcohiclust import CoHiClust, ContrastiveClustering
+from skcohiclust import CoHiClust, ConCURL, ContrastiveClustering, SeCu
 
 
 def _small_estimators():
@@ -10,6 +10,8 @@ def _small_estimators():
     return [
         CoHiClust(depth=2, max_epochs=40, warmup_epochs=10, batch_size=64, random_state=0),
         ContrastiveClustering(max_epochs=40, batch_size=64, random_state=0),
+        ConCURL(max_epochs=40, batch_size=64, random_state=0),
+        SeCu(max_epochs=40, batch_size=64, random_state=0),
     ]
 
 
