@@ -169,6 +169,8 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     #: The method's name in checkpoints and messages.
     _method = "BaseDeepClusterer"
+    #: Whether the method trains data-parallel (see :mod:`skcohiclust.distributed`).
+    _supports_distributed = True
 
     # ------------------------------------------------------------------ subclass hooks
     def _objective(self, config):
@@ -372,6 +374,12 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         group = resolve_process_group(self.distributed, device)
         if group is None:
             return device, None
+        if not self._supports_distributed:
+            raise ValueError(
+                f"{type(self).__name__} does not train data-parallel yet, but this process is one of "
+                f"{group.world_size} (distributed={self.distributed!r}); run it in a single process, or pass "
+                "distributed=False to train one independent model in every process."
+            )
         if min(config.batch_size, n_samples) < group.world_size:
             raise ValueError(
                 f"batch_size={config.batch_size} on {n_samples} samples gives batches smaller than the "

@@ -261,6 +261,10 @@ class ContrastiveClustering(_FlatClusterer):
 class _PrototypeClusterer(_FlatClusterer):
     """Flat clusterers whose head embeds samples and compares them with one prototype per cluster."""
 
+    # their batch statistics hold the prototypes and per-sample state, which the data-parallel
+    # step does not yet know how to combine: refused rather than trained wrongly
+    _supports_distributed = False
+
     def _architecture(self):
         return {"n_clusters": self.n_clusters, "embedding_dim": self.embedding_dim}
 
@@ -383,6 +387,7 @@ class ConCURL(_PrototypeClusterer):
     %(projection_dim)s
     %(augmentation)s
     %(device)s
+    %(distributed)s
     %(mixed_precision)s
     %(random_state)s
     %(verbose)s
@@ -441,6 +446,7 @@ class ConCURL(_PrototypeClusterer):
         projection_dim=128,
         augmentation="auto",
         device="auto",
+        distributed="auto",
         mixed_precision=True,
         random_state=None,
         verbose=0,
@@ -473,6 +479,7 @@ class ConCURL(_PrototypeClusterer):
         self.projection_dim = projection_dim
         self.augmentation = augmentation
         self.device = device
+        self.distributed = distributed
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
@@ -591,6 +598,7 @@ class SeCu(_PrototypeClusterer):
     %(projection_dim)s
     %(augmentation)s
     %(device)s
+    %(distributed)s
     %(mixed_precision)s
     %(random_state)s
     %(verbose)s
@@ -645,6 +653,7 @@ class SeCu(_PrototypeClusterer):
         projection_dim=128,
         augmentation="auto",
         device="auto",
+        distributed="auto",
         mixed_precision=True,
         random_state=None,
         verbose=0,
@@ -673,6 +682,7 @@ class SeCu(_PrototypeClusterer):
         self.projection_dim = projection_dim
         self.augmentation = augmentation
         self.device = device
+        self.distributed = distributed
         self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose

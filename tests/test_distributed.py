@@ -23,7 +23,7 @@ import pytest
 import torch
 from torch import nn
 
-from skcohiclust import CoHiClust
+from skcohiclust import CoHiClust, ConCURL, SeCu
 from skcohiclust.distributed import ProcessGroup, resolve_process_group, shard_sizes
 
 from ._distributed_child import CASES, data_of, estimator, make_data
@@ -171,6 +171,13 @@ def test_batches_smaller_than_the_processes_are_refused(monkeypatch, X):
     monkeypatch.setattr("skcohiclust._base.resolve_process_group", lambda *args: ProcessGroup(rank=0, world_size=4))
     with pytest.raises(ValueError, match="batch_size=2"):
         CoHiClust(batch_size=2, max_epochs=1).fit(X)
+
+
+@pytest.mark.parametrize("method", [ConCURL, SeCu])
+def test_methods_without_data_parallel_training_refuse_a_process_group(monkeypatch, X, method):
+    monkeypatch.setattr("skcohiclust._base.resolve_process_group", lambda *args: ProcessGroup(rank=0, world_size=2))
+    with pytest.raises(ValueError, match=f"{method.__name__} does not train data-parallel yet.*distributed=False"):
+        method(n_clusters=2, max_epochs=1).fit(X)
 
 
 def test_shards_are_contiguous_and_even():
