@@ -32,11 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import RESULTS_DIR, append_json_line
-from quality import CIFAR10_DEFAULT, load_dataset
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from quality import CIFAR10_DEFAULT, Outcome, load_dataset, score
 
 from skcohiclust import CoHiClust
-from skcohiclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
 
 
 def device_name(device: torch.device) -> str:
@@ -104,7 +102,10 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     model.fit(X)
     fit_seconds = time.perf_counter() - start
-    labels = model.labels_
+    device = device_name(model.device_)
+    scores = score(
+        "cifar10", f"CoHiClust-{args.backbone}", args.seed, Outcome(model.labels_, model.tree_, fit_seconds, device, y)
+    )
     row = {
         "dataset": "cifar10",
         "method": f"CoHiClust-{args.backbone}",
@@ -113,17 +114,13 @@ def main(argv=None) -> dict:
         "n_samples": int(len(y)),
         "max_epochs": args.max_epochs,
         "batch_size": params["batch_size"],
-        "acc": round(cluster_accuracy(y, labels), 4),
-        "nmi": round(float(normalized_mutual_info_score(y, labels)), 4),
-        "ari": round(float(adjusted_rand_score(y, labels)), 4),
-        "dp": round(dendrogram_purity(y, labels, model.tree_), 4),
-        "lp": round(leaf_purity(y, labels), 4),
+        **{metric: round(scores[metric], 4) for metric in ("acc", "nmi", "ari", "dp", "lp")},
         "n_clusters": int(model.n_clusters_),
         "fit_seconds": round(fit_seconds, 1),
         "epoch_estimate_seconds": estimate and round(estimate, 2),
         "epoch_seconds_measured": [round(h["seconds"], 2) for h in model.history_],
         "load_seconds": round(load_seconds, 1),
-        "device": device_name(model.device_),
+        "device": device,
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }

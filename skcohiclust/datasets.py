@@ -222,15 +222,17 @@ def _existing(folder: Path, name: str):
     return None
 
 
+def _places_to_search(data_home, env: str, default: tuple[str, Path]) -> list[tuple[str, Path]]:
+    """``(what, path)`` in search order: ``data_home`` alone if given, else ``$env`` (if set), then ``default``."""
+    if data_home is not None:
+        return [("data_home", Path(data_home))]
+    places = [(f"${env}", Path(os.environ[env]))] if os.environ.get(env) else []
+    return [*places, default]
+
+
 def _find_fashion_mnist(data_home, names) -> Path:
     """The first folder searched that holds all ``names`` (gzipped or not)."""
-    if data_home is not None:
-        candidates = [("data_home", Path(data_home))]
-    else:
-        candidates = []
-        if os.environ.get(FASHION_MNIST_ENV):
-            candidates.append((f"${FASHION_MNIST_ENV}", Path(os.environ[FASHION_MNIST_ENV])))
-        candidates.append(("the Debian location", FASHION_MNIST_SYSTEM_DIR))
+    candidates = _places_to_search(data_home, FASHION_MNIST_ENV, ("the Debian location", FASHION_MNIST_SYSTEM_DIR))
     for _, folder in candidates:
         if all(_existing(folder, name) is not None for name in names):
             return folder
@@ -378,15 +380,10 @@ def load_cifar10(data_home: str | os.PathLike | None = None, subset: str = "all"
     """
     if subset not in ("all", "train", "test"):
         raise ValueError(f"subset must be 'all', 'train' or 'test', got {subset!r}.")
-    if data_home is not None:
-        candidates = [("data_home", Path(data_home))]
-    else:
-        candidates = []
-        if os.environ.get(CIFAR10_ENV):
-            candidates.append((f"${CIFAR10_ENV}", Path(os.environ[CIFAR10_ENV])))
-        candidates.append(("the Keras location", Path.home() / ".keras" / "datasets"))
+    keras = ("the Keras location", Path.home() / ".keras" / "datasets")
+    candidates = _places_to_search(data_home, CIFAR10_ENV, keras)
     for what, place in candidates:
-        explicit = what != "the Keras location"
+        explicit = (what, place) != keras
         if place.is_dir():
             if (place / _CIFAR10_FOLDER).is_dir():
                 return _cifar10_batches_from_folder(place / _CIFAR10_FOLDER, subset)
