@@ -40,17 +40,23 @@ def _cosine(a, b):
     return float((a @ b) / (a.norm() * b.norm())) if not a.requires_grad else (a @ b) / (a.norm() * b.norm())
 
 
-def direct_cluster_loss(y1, y2, temperature):
-    """The cluster-level loss written out: a loop over the 2K columns, each against the other 2K - 1."""
-    columns = [y1[:, i] for i in range(y1.shape[1])] + [y2[:, i] for i in range(y2.shape[1])]
-    k = y1.shape[1]
+def _direct_contrast(vectors, temperature):
+    """NT-Xent over 2m vectors written out: vector i's positive is i + m (mod 2m), the others negatives."""
+    half = len(vectors) // 2
     total = 0.0
-    for i, column in enumerate(columns):
-        positive = (i + k) % (2 * k)
-        similarity = [_cosine(column, other) / temperature for other in columns]
+    for i, vector in enumerate(vectors):
+        positive = (i + half) % (2 * half)
+        similarity = [_cosine(vector, other) / temperature for other in vectors]
         denominator = sum(torch.exp(s) for m, s in enumerate(similarity) if m != i)
         total = total - torch.log(torch.exp(similarity[positive]) / denominator)
-    return total / (2 * k)
+    return total / (2 * half)
+
+
+def direct_cluster_loss(y1, y2, temperature):
+    """The cluster-level loss written out: each of the 2K columns against the other 2K - 1."""
+    return _direct_contrast(
+        [y1[:, i] for i in range(y1.shape[1])] + [y2[:, i] for i in range(y2.shape[1])], temperature
+    )
 
 
 def direct_entropy_penalty(y1, y2):
@@ -68,15 +74,7 @@ def direct_entropy_penalty(y1, y2):
 
 def direct_nt_xent(z1, z2, temperature):
     """NT-Xent written out: every view against the 2B - 1 others, its pair the positive."""
-    views = list(z1) + list(z2)
-    batch = z1.shape[0]
-    total = 0.0
-    for i, view in enumerate(views):
-        positive = (i + batch) % (2 * batch)
-        similarity = [_cosine(view, other) / temperature for other in views]
-        denominator = sum(torch.exp(s) for m, s in enumerate(similarity) if m != i)
-        total = total - torch.log(torch.exp(similarity[positive]) / denominator)
-    return total / (2 * batch)
+    return _direct_contrast(list(z1) + list(z2), temperature)
 
 
 @pytest.mark.parametrize("batch, k, temperature", [(6, 3, 1.0), (5, 4, 0.5), (9, 2, 2.0)])
