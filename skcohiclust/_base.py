@@ -155,8 +155,6 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     * ``_objective(config)``: validate its own parameters and return its
       :class:`~skcohiclust.objectives.Objective`;
-    * ``_architecture()``: its parameters that shape the network (checked
-      before a warm start);
     * ``_set_clusters(trainer, source, final)``: the fitted cluster
       attributes (``labels_``, ``n_clusters_``, ...) from the training data;
     * ``_cluster_probabilities(out)``: one batch's ``predict_proba`` rows
@@ -174,9 +172,6 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ subclass hooks
     def _objective(self, config):
-        raise NotImplementedError
-
-    def _architecture(self) -> dict:
         raise NotImplementedError
 
     def _set_clusters(self, trainer, source, final) -> None:
@@ -399,7 +394,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         X = self._validate_X(X, reset=False, min_samples=2)
         fitted = self._fit_params
         asked = {
-            **self._architecture(),
+            **objective.architecture(),
             "projection_dim": self.projection_dim,
             "image_shape": _shape_or_none(self.image_shape),
             "backbone_params": dict(self.backbone_params or {}),
@@ -432,7 +427,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.input_shape_ = spec.row_shape
         self._spec = spec
         self._fit_params = {
-            **self._architecture(),
+            **trainer.objective.architecture(),
             "projection_dim": self.projection_dim,
             "image_shape": _shape_or_none(self.image_shape),
             "backbone": name,

@@ -240,9 +240,6 @@ class CoHiClust(BaseDeepClusterer):
         _check_int("n_neighbors", self.n_neighbors, 0, None, "(0 pairs two views of each sample)")
         return self.n_neighbors
 
-    def _architecture(self):
-        return {"depth": self.depth}
-
     def _check_fits_memory(self, n_samples, batch_size, device):
         check_tree_fits_memory(self.depth, n_samples, batch_size, self.backbone, device)
 

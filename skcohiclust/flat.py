@@ -23,9 +23,6 @@ __all__ = ["ContrastiveClustering", "ConCURL", "SeCu"]
 class _FlatClusterer(BaseDeepClusterer):
     """What the flat clusterers share: clusters are the head's columns that hold training samples."""
 
-    def _architecture(self):
-        return {"n_clusters": self.n_clusters}
-
     def _check_n_clusters(self):
         _check_int("n_clusters", self.n_clusters, 1)
 
@@ -264,9 +261,6 @@ class _PrototypeClusterer(_FlatClusterer):
     # their batch statistics hold the prototypes and per-sample state, which the data-parallel
     # step does not yet know how to combine: refused rather than trained wrongly
     _supports_distributed = False
-
-    def _architecture(self):
-        return {"n_clusters": self.n_clusters, "embedding_dim": self.embedding_dim}
 
     def _head_probabilities(self, head):
         return self.module_.cluster_head.probabilities(head)
