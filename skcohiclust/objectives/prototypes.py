@@ -59,7 +59,21 @@ class PrototypeStatistics:
     prototypes: torch.Tensor
 
 
-class ConCURLObjective(Objective):
+class _PrototypeObjective(Objective):
+    """What ConCURL's and SeCu's objectives share: a head of ``n_clusters`` prototypes in ``embedding_dim``."""
+
+    def architecture(self) -> dict:
+        """The settings that shape the prototype head.
+
+        Returns
+        -------
+        dict
+            ``n_clusters`` and ``embedding_dim``.
+        """
+        return {"n_clusters": self.n_clusters, "embedding_dim": self.embedding_dim}
+
+
+class ConCURLObjective(_PrototypeObjective):
     """ConCURL: exemplar, population and consensus consistency.
 
     The loss after the warm-up is ``exemplar_weight * NT-Xent +
@@ -153,16 +167,6 @@ class ConCURLObjective(Objective):
             "population_weight": self.population_weight,
             "consensus_weight": self.consensus_weight,
         }
-
-    def architecture(self) -> dict:
-        """The settings that shape the prototype head.
-
-        Returns
-        -------
-        dict
-            ``n_clusters`` and ``embedding_dim``.
-        """
-        return {"n_clusters": self.n_clusters, "embedding_dim": self.embedding_dim}
 
     def make_network(self, backbone, projection_dim, input_mean, input_std):
         """A flat network whose :class:`~skcohiclust.networks.PrototypeHead` has learnable prototypes.
@@ -301,7 +305,7 @@ class SeCuStatistics:
     projection: torch.Tensor | None = None
 
 
-class SeCuObjective(Objective):
+class SeCuObjective(_PrototypeObjective):
     """SeCu: stable cluster discrimination, with the global entropy constraint on the assignments.
 
     Every training sample keeps a cluster assignment.  In each step:
@@ -388,16 +392,6 @@ class SeCuObjective(Objective):
             "center_lr": self.center_lr,
             "instance_temperature": self.instance_temperature,
         }
-
-    def architecture(self) -> dict:
-        """The settings that shape the head.
-
-        Returns
-        -------
-        dict
-            ``n_clusters`` and ``embedding_dim``.
-        """
-        return {"n_clusters": self.n_clusters, "embedding_dim": self.embedding_dim}
 
     def make_network(self, backbone, projection_dim, input_mean, input_std):
         """A flat network whose :class:`~skcohiclust.networks.PrototypeHead` holds the centres as a buffer.
