@@ -24,7 +24,9 @@ coarse layout), ``--width W`` gives it ``W`` channels in its first stage
 (``backbone_params={"width": W}``; with ``--pool`` a custom module, without
 the built-in CNN's channels-last memory order: compare quality, not
 speed); ``--set name=value`` sets any other estimator parameter
-(a Python literal).  A JSON line per experiment is printed and appended to
+(a Python literal); ``--input-size S`` makes the default CNN work at
+``S x S`` (the views are drawn at that size, and whole images resized to
+it for the representation).  A JSON line per experiment is printed and appended to
 ``benchmarks/results/tuning-views.jsonl``; the "Tuning" section of
 BENCHMARKS.md quotes them.
 """
@@ -40,7 +42,7 @@ from _common import append_json_line
 from _tuning import parse_settings, representation_scores, tree_scores
 from quality import load_dataset
 
-from skcohiclust import CoHiClust
+from skcohiclust import CoHiClust, networks
 from skcohiclust.augment import IMAGE_PRESETS, ImageAugmentation
 from skcohiclust.networks import SmallCNN
 
@@ -77,11 +79,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--pool", type=int, default=1)
     parser.add_argument("--width", type=int, default=None, help="channels of the CNN's first stage")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="side the default CNN works at (views are drawn at it)"
+    )
     parser.add_argument("--set", action="append", default=[], help="another estimator parameter, name=value")
     args = parser.parse_args(argv)
     changes = parse_settings(args.set)
     torch.set_num_threads(args.threads)
 
+    if args.input_size is not None:
+        side = args.input_size
+        networks.default_image_size = lambda height, width: (side, side)
     X, y, _ = load_dataset(args.dataset, args.limit)
     model = CoHiClust(
         depth=4,
@@ -107,6 +115,7 @@ def main(argv=None) -> dict:
         "pool": args.pool,
         "width": args.width,
         "threads": args.threads,
+        **({"input_size": args.input_size} if args.input_size is not None else {}),
         "changes": changes,
         "tree_init": model.tree_init,
         "fit_seconds": round(seconds, 1),

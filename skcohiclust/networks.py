@@ -633,7 +633,16 @@ def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
 
 
 def default_image_size(height: int, width: int) -> tuple[int, int]:
-    """Spatial size the default CNN works at: small images are upsampled to 16.
+    """Spatial size the default CNN works at: each side brought into ``[16, 24]``.
+
+    Smaller images are upsampled to 16 (8x8 digits have too few pixels for
+    two poolings); larger ones are resized down to 24, because on a CPU the
+    network's cost grows with the square of the side (a training step at
+    24x24 takes about half the time of one at 32x32) and, in a fixed time,
+    the twice as many epochs at 24x24 learned a better representation of
+    32x32 colour photographs than full resolution did (benchmarks/BENCHMARKS.md,
+    "CIFAR-10: where it stands").  ``backbone_params={"input_size": s}`` sets
+    another side.
 
     Parameters
     ----------
@@ -644,11 +653,13 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
     -------
     tuple of int
     """
-    return (max(height, 16), max(width, 16))
+    return (min(max(height, MIN_CNN_SIDE), MAX_CNN_SIDE), min(max(width, MIN_CNN_SIDE), MAX_CNN_SIDE))
 
 
+#: The sides the default CNN brings its input images into (see :func:`default_image_size`).
+MIN_CNN_SIDE, MAX_CNN_SIDE = 16, 24
 #: What ``backbone_params`` may set, per built-in backbone.
-BACKBONE_PARAMS = {"cnn": ("width",), "mlp": ("hidden",), "resnet18": (), "resnet34": (), "resnet50": ()}
+BACKBONE_PARAMS = {"cnn": ("width", "input_size"), "mlp": ("hidden",), "resnet18": (), "resnet34": (), "resnet50": ()}
 
 
 class Backbone(NamedTuple):
@@ -691,7 +702,9 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
         benchmarks/BENCHMARKS.md, "CNN width") and width of the MLP's hidden layers.
     params : dict or None, default=None
         Overrides for the built-in backbone (the estimator's ``backbone_params``):
-        ``{"width": w}`` for ``"cnn"``, ``{"hidden": h}`` for ``"mlp"``; see
+        ``{"width": w, "input_size": s}`` for ``"cnn"`` (``s``: the side of
+        the square it works at, at least 4; default :func:`default_image_size`),
+        ``{"hidden": h}`` for ``"mlp"``; see
         :data:`BACKBONE_PARAMS`.  Must be empty for a module.
 
     Returns
@@ -718,6 +731,8 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
         for key, value in params.items():
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
                 raise ValueError(f"backbone_params[{key!r}] must be an int in [1, 4096], got {value!r}.")
+        if params.get("input_size", 4) < 4:  # two 2x2 poolings need at least 4 pixels a side
+            raise ValueError(f"backbone_params['input_size'] must be at least 4, got {params['input_size']!r}.")
         cnn_width = params.get("width", cnn_width)
         mlp_hidden = params.get("hidden", mlp_hidden)
         if name in CONV_BACKBONES and not is_image:
@@ -727,7 +742,8 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
             )
         if name == "cnn":
             module = SmallCNN(input_shape[0], width=cnn_width)
-            input_size = default_image_size(*input_shape[1:])
+            side = params.get("input_size")
+            input_size = default_image_size(*input_shape[1:]) if side is None else (side, side)
         elif name == "mlp":
             in_features = 1
             for s in input_shape:

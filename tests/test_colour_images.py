@@ -79,3 +79,45 @@ def test_real_cifar10_subset_beats_kmeans_on_pixels():
     model = CoHiClust(depth=4, n_clusters=10, max_epochs=8, random_state=0).fit(X)
     pixels = KMeans(n_clusters=10, n_init=3, random_state=0).fit_predict(X.reshape(len(X), -1).astype(np.float32))
     assert normalized_mutual_info_score(y, model.labels_) > normalized_mutual_info_score(y, pixels)
+
+
+@pytest.mark.parametrize(
+    "side, expected", [((8, 8), (16, 16)), ((20, 20), (20, 20)), ((28, 28), (24, 24)), ((32, 16), (24, 16))]
+)
+def test_default_cnn_brings_each_side_into_16_to_24(side, expected):
+    from skcohiclust.networks import default_image_size
+
+    assert default_image_size(*side) == expected
+
+
+def test_cnn_works_at_24_by_default_and_at_the_input_size_asked(colour_blobs):
+    X, _ = colour_blobs
+    default = CoHiClust(depth=1, max_epochs=1, batch_size=32, random_state=0).fit(X)
+    assert default.module_.input_size == (24, 24)
+    asked = CoHiClust(
+        depth=1, max_epochs=1, batch_size=32, random_state=0, backbone_params={"input_size": 32, "width": 4}
+    ).fit(X)
+    assert asked.module_.input_size == (32, 32)
+    assert asked.module_.backbone.features[0][0].out_channels == 4
+    proba = asked.predict_proba(X[:5])
+    assert proba.shape == (5, asked.n_clusters_)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"input_size": 3}, r"input_size'\] must be at least 4, got 3"),
+        ({"input_size": 16.0}, r"input_size'\] must be an int"),
+    ],
+)
+def test_bad_input_size_is_refused(colour_blobs, params, match):
+    X, _ = colour_blobs
+    with pytest.raises(ValueError, match=match):
+        CoHiClust(depth=1, max_epochs=1, batch_size=32, backbone_params=params).fit(X[:40])
+
+
+def test_input_size_is_for_the_cnn_only(colour_blobs):
+    X, _ = colour_blobs
+    with pytest.raises(ValueError, match=r"\['input_size'\] that backbone='mlp' does not take"):
+        CoHiClust(depth=1, max_epochs=1, backbone="mlp", backbone_params={"input_size": 16}).fit(X[:40])
