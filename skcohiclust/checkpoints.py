@@ -150,6 +150,8 @@ def run_metadata(
     if backbone == "custom":
         cls = type(network.backbone)
         backbone = f"custom:{cls.__module__}.{cls.__qualname__}"
+    # the built-in CNN's working size is not in its weights' shapes, so it is compared by name
+    working_size = getattr(network, "input_size", None)
     return plain(
         {
             "method": method,
@@ -158,6 +160,7 @@ def run_metadata(
             "projection_dim": projection_dim,
             "input_shape": tuple(X.shape[1:]),
             "model_input_shape": tuple(model_input_shape),
+            **({"network_input_size": tuple(working_size)} if working_size is not None else {}),
             "dtype": str(X.dtype),
             "augmentation": repr(augmentation),
             "settings": {k: v for k, v in settings.items() if k not in COSMETIC_SETTINGS},

@@ -127,11 +127,17 @@ class Flat(nn.Module):
         (dict(data=lambda X: X[:200].copy()), "other data"),
         (dict(max_epochs=8), "other training settings .*max_epochs=2 there, 8 here"),
         (dict(projection_dim=16), "projection_dim=128, but this model has projection_dim=16"),
+        (
+            dict(backbone_params={"width": 4, "input_size": 12}),
+            r"network_input_size=\(16, 16\), but this model has network_input_size=\(12, 12\)",
+        ),
     ],
-    ids=["depth", "backbone", "input-shape", "data", "n-samples", "settings", "projection"],
+    ids=["depth", "backbone", "input-shape", "data", "n-samples", "settings", "projection", "cnn-input-size"],
 )
 def test_mismatched_checkpoint_is_refused(X, tmp_path, change, match):
     params = dict(PARAMS, max_epochs=2)
+    if "backbone_params" in change:  # a CNN written at its default working size, resumed at another
+        params.update(backbone="cnn", backbone_params={"width": 4})
     CoHiClust(checkpoint_dir=tmp_path, **params).fit(X)
     change = dict(change)
     data = change.pop("data", lambda X: X)(X)
