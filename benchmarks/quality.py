@@ -123,8 +123,9 @@ CIFAR10_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cif
 
 #: Fashion-MNIST training length of CoHiClust: what fits in the 30-minute CPU budget of the
 #: quality bar with room to spare (one warm-up epoch of the default CNN on 70,000 images takes
-#: 50-80 s on 2 cores with bfloat16 and channels-last, depending on the machine's load, about
-#: 2x that in float32; a tree-phase epoch, which also reads the neighbours' rows, about as much).
+#: about 36 s on 2 cores with bfloat16 and channels-last at its 24x24 working size, 45-80 s at
+#: 28x28, depending on the machine and its load, about 2x that in float32; a tree-phase epoch,
+#: which also reads the neighbours' rows, about as much).
 FASHION_MNIST_MAX_EPOCHS = 22
 #: ... of which the warm-up.  Without neighbour positives the tree gained nothing after its
 #: third epoch (BENCHMARKS.md, "Precision, memory order and the length of the tree phase"); with
