@@ -55,7 +55,7 @@ SHARED_PARAMETERS = {
         (channels of its first stage; the stages have ``w, 2w, 4w``;
         default 24) and ``{"input_size": s}`` (the side of the square the
         images are resized to and the views drawn at; by default each side
-        is brought into [16, 24], which on a CPU buys twice the epochs of
+        is brought into [16, 24], which on a CPU buys about twice the epochs of
         32x32 in the same time); for ``"mlp"``, ``{"hidden": h}`` (default
         256).""",
     "image_shape": """image_shape : tuple of int or None, default=None

@@ -639,7 +639,7 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
     two poolings); larger ones are resized down to 24, because on a CPU the
     network's cost grows with the square of the side (a training step at
     24x24 takes about half the time of one at 32x32) and, in a fixed time,
-    the twice as many epochs at 24x24 learned a better representation of
+    the nearly doubled epochs at 24x24 learned a better representation of
     32x32 colour photographs than full resolution did (benchmarks/BENCHMARKS.md,
     "CIFAR-10: where it stands").  ``backbone_params={"input_size": s}`` sets
     another side.
