@@ -25,8 +25,9 @@ coarse layout), ``--width W`` gives it ``W`` channels in its first stage
 the built-in CNN's channels-last memory order: compare quality, not
 speed); ``--set name=value`` sets any other estimator parameter
 (a Python literal); ``--input-size S`` makes the default CNN work at
-``S x S`` (the views are drawn at that size, and whole images resized to
-it for the representation).  A JSON line per experiment is printed and appended to
+``S x S`` (``backbone_params={"input_size": S}``: the views are drawn at
+that size, and whole images resized to it for the representation).  A
+JSON line per experiment is printed and appended to
 ``benchmarks/results/tuning-views.jsonl``; the "Tuning" section of
 BENCHMARKS.md quotes them.
 """
@@ -42,7 +43,7 @@ from _common import append_json_line
 from _tuning import parse_settings, representation_scores, tree_scores
 from quality import load_dataset
 
-from skcohiclust import CoHiClust, networks
+from skcohiclust import CoHiClust
 from skcohiclust.augment import IMAGE_PRESETS, ImageAugmentation
 from skcohiclust.networks import SmallCNN
 
@@ -87,10 +88,12 @@ def main(argv=None) -> dict:
     changes = parse_settings(args.set)
     torch.set_num_threads(args.threads)
 
-    if args.input_size is not None:
-        side = args.input_size
-        networks.default_image_size = lambda height, width: (side, side)
+    if args.input_size is not None and args.pool != 1:
+        parser.error("--input-size is a setting of the built-in CNN; --pool makes a custom module")
     X, y, _ = load_dataset(args.dataset, args.limit)
+    cnn_params = {
+        key: value for key, value in (("width", args.width), ("input_size", args.input_size)) if value is not None
+    }
     model = CoHiClust(
         depth=4,
         n_clusters=10,
@@ -98,7 +101,7 @@ def main(argv=None) -> dict:
         random_state=args.seed,
         augmentation=views(args.augmentation, args.full_views),
         backbone=backbone(args.pool, args.width, 3 if X.ndim == 4 else 1),
-        backbone_params={"width": args.width} if args.width is not None and args.pool == 1 else None,
+        backbone_params=cnn_params if args.pool == 1 and cnn_params else None,
         **changes,
     )
     start = time.perf_counter()

@@ -632,6 +632,10 @@ def _representation_dim(backbone: nn.Module, example: torch.Tensor) -> int:
     return int(out.shape[1])
 
 
+#: The sides the default CNN brings its input images into (see :func:`default_image_size`).
+MIN_CNN_SIDE, MAX_CNN_SIDE = 16, 24
+
+
 def default_image_size(height: int, width: int) -> tuple[int, int]:
     """Spatial size the default CNN works at: each side brought into ``[16, 24]``.
 
@@ -656,8 +660,6 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
     return (min(max(height, MIN_CNN_SIDE), MAX_CNN_SIDE), min(max(width, MIN_CNN_SIDE), MAX_CNN_SIDE))
 
 
-#: The sides the default CNN brings its input images into (see :func:`default_image_size`).
-MIN_CNN_SIDE, MAX_CNN_SIDE = 16, 24
 #: What ``backbone_params`` may set, per built-in backbone.
 BACKBONE_PARAMS = {"cnn": ("width", "input_size"), "mlp": ("hidden",), "resnet18": (), "resnet34": (), "resnet50": ()}
 
