@@ -134,9 +134,10 @@ FASHION_MNIST_MAX_EPOCHS = 22
 FASHION_MNIST_WARMUP_EPOCHS = 11
 
 #: CIFAR-10 training length of CoHiClust: what fits in the 60-minute CPU budget of the quality
-#: bar with the default CNN, which works at 24x24 (about 30 s an epoch of the 50,000 images on
-#: 2 cores; 96 epochs leave room for a busier machine); the warm-up is the default half.
-CIFAR10_MAX_EPOCHS = 96
+#: bar with the default CNN, which works at 24x24 (23-32 s an epoch of the 50,000 images on
+#: 2 cores, plus about 70 s outside the epochs: 110 epochs took 2,802 s at about 25 s an epoch
+#: and still fit the hour at 31 s); the warm-up is the default half.
+CIFAR10_MAX_EPOCHS = 110
 
 #: CoHiClust keyword arguments per data set (``random_state`` and ``device`` are added per run).
 COHICLUST_PARAMS = {

@@ -79,6 +79,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--full-views", action="store_true")
     parser.add_argument("--pool", type=int, default=1)
     parser.add_argument("--width", type=int, default=None, help="channels of the CNN's first stage")
+    parser.add_argument("--stages", type=int, default=None, help="stages of the CNN (backbone_params)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--input-size", type=int, default=None, help="side the default CNN works at (views are drawn at it)"
@@ -88,11 +89,13 @@ def main(argv=None) -> dict:
     changes = parse_settings(args.set)
     torch.set_num_threads(args.threads)
 
-    if args.input_size is not None and args.pool != 1:
-        parser.error("--input-size is a setting of the built-in CNN; --pool makes a custom module")
+    if (args.input_size is not None or args.stages is not None) and args.pool != 1:
+        parser.error("--input-size and --stages are settings of the built-in CNN; --pool makes a custom module")
     X, y, _ = load_dataset(args.dataset, args.limit)
     cnn_params = {
-        key: value for key, value in (("width", args.width), ("input_size", args.input_size)) if value is not None
+        key: value
+        for key, value in (("width", args.width), ("input_size", args.input_size), ("stages", args.stages))
+        if value is not None
     }
     model = CoHiClust(
         depth=4,
@@ -119,6 +122,7 @@ def main(argv=None) -> dict:
         "width": args.width,
         "threads": args.threads,
         **({"input_size": args.input_size} if args.input_size is not None else {}),
+        **({"stages": args.stages} if args.stages is not None else {}),
         "changes": changes,
         "tree_init": model.tree_init,
         "fit_seconds": round(seconds, 1),

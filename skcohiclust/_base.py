@@ -53,7 +53,9 @@ SHARED_PARAMETERS = {
     "backbone_params": """backbone_params : dict or None, default=None
         Settings of the built-in backbone: for ``"cnn"``, ``{"width": w}``
         (channels of its first stage; the stages have ``w, 2w, 4w``;
-        default 24) and ``{"input_size": s}`` (the side of the square the
+        default 24), ``{"stages": k}`` (2 to 5 stages, each after the first
+        halving the side and doubling the channels; default 3) and
+        ``{"input_size": s}`` (the side of the square the
         images are resized to and the views drawn at; by default each side
         is brought into [16, 24], which on a CPU buys about twice the epochs of
         32x32 in the same time); for ``"mlp"``, ``{"hidden": h}`` (default

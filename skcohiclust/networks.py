@@ -53,8 +53,10 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """A small VGG-style CNN for small images (8x8 to 64x64).
 
-    Three stages of 3x3 convolutions (``width``, ``2*width``, ``4*width``
-    channels) with max-pooling between them, then global average pooling.
+    ``stages`` stages of 3x3 convolutions with max-pooling between them, then
+    global average pooling: the first stage is one convolution of ``width``
+    channels, each later one two convolutions of twice the channels of the
+    stage before (``2*width``, ``4*width``, ...).
 
     Parameters
     ----------
@@ -62,27 +64,25 @@ class SmallCNN(nn.Module):
         Channels of the input images.
     width : int, default=24
         Channels of the first stage.
+    stages : int, default=3
+        Number of stages; the input needs at least ``2**(stages - 1)`` pixels
+        a side.
 
     Attributes
     ----------
     output_dim : int
-        Size of the representation, ``4 * width``.
+        Size of the representation, ``2**(stages - 1) * width``.
     """
 
-    def __init__(self, in_channels: int, width: int = 24):
+    def __init__(self, in_channels: int, width: int = 24, stages: int = 3):
         super().__init__()
-        self.features = nn.Sequential(
-            _conv_block(in_channels, width),
-            nn.MaxPool2d(2),
-            _conv_block(width, 2 * width),
-            _conv_block(2 * width, 2 * width),
-            nn.MaxPool2d(2),
-            _conv_block(2 * width, 4 * width),
-            _conv_block(4 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.output_dim = 4 * width
+        layers = [_conv_block(in_channels, width)]
+        channels = width
+        for _ in range(stages - 1):
+            layers += [nn.MaxPool2d(2), _conv_block(channels, 2 * channels), _conv_block(2 * channels, 2 * channels)]
+            channels *= 2
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.output_dim = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Representation of a batch of images.
@@ -661,7 +661,13 @@ def default_image_size(height: int, width: int) -> tuple[int, int]:
 
 
 #: What ``backbone_params`` may set, per built-in backbone.
-BACKBONE_PARAMS = {"cnn": ("width", "input_size"), "mlp": ("hidden",), "resnet18": (), "resnet34": (), "resnet50": ()}
+BACKBONE_PARAMS = {
+    "cnn": ("width", "input_size", "stages"),
+    "mlp": ("hidden",),
+    "resnet18": (),
+    "resnet34": (),
+    "resnet50": (),
+}
 
 
 class Backbone(NamedTuple):
@@ -733,8 +739,14 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
         for key, value in params.items():
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
                 raise ValueError(f"backbone_params[{key!r}] must be an int in [1, 4096], got {value!r}.")
-        if params.get("input_size", 4) < 4:  # two 2x2 poolings need at least 4 pixels a side
-            raise ValueError(f"backbone_params['input_size'] must be at least 4, got {params['input_size']!r}.")
+        if not 2 <= params.get("stages", 3) <= 5:
+            raise ValueError(f"backbone_params['stages'] must be in [2, 5], got {params['stages']!r}.")
+        min_side = 2 ** (params.get("stages", 3) - 1)  # each 2x2 pooling halves the side
+        if params.get("input_size", min_side) < min_side:
+            raise ValueError(
+                f"backbone_params['input_size'] must be at least {min_side}, got {params['input_size']!r} "
+                f"(the CNN's {params.get('stages', 3)} stages halve the side {params.get('stages', 3) - 1} times)."
+            )
         cnn_width = params.get("width", cnn_width)
         mlp_hidden = params.get("hidden", mlp_hidden)
         if name in CONV_BACKBONES and not is_image:
@@ -743,7 +755,7 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
                 "pass image_shape=(C, H, W) to reshape flat vectors, or use backbone='mlp'."
             )
         if name == "cnn":
-            module = SmallCNN(input_shape[0], width=cnn_width)
+            module = SmallCNN(input_shape[0], width=cnn_width, stages=params.get("stages", 3))
             side = params.get("input_size")
             input_size = default_image_size(*input_shape[1:]) if side is None else (side, side)
         elif name == "mlp":

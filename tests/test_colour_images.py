@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from skcohiclust import CoHiClust
 from skcohiclust.augment import IMAGE_PRESETS
@@ -109,12 +110,25 @@ def test_cnn_works_at_24_by_default_and_at_the_input_size_asked(colour_blobs):
     [
         ({"input_size": 3}, r"input_size'\] must be at least 4, got 3"),
         ({"input_size": 16.0}, r"input_size'\] must be an int"),
+        ({"stages": 4, "input_size": 7}, r"input_size'\] must be at least 8, got 7"),
+        ({"stages": 6}, r"stages'\] must be in \[2, 5\], got 6"),
     ],
 )
 def test_bad_input_size_is_refused(colour_blobs, params, match):
     X, _ = colour_blobs
     with pytest.raises(ValueError, match=match):
         CoHiClust(depth=1, max_epochs=1, batch_size=32, backbone_params=params).fit(X[:40])
+
+
+@pytest.mark.parametrize("stages, dim", [(2, 8), (3, 16), (4, 32)])
+def test_cnn_stages_double_the_channels_and_halve_the_side(colour_blobs, stages, dim):
+    X, _ = colour_blobs
+    model = CoHiClust(
+        depth=1, max_epochs=1, batch_size=32, random_state=0, backbone_params={"width": 4, "stages": stages}
+    ).fit(X)
+    assert model.transform(X[:3]).shape == (3, dim)
+    pools = [m for m in model.module_.backbone.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == stages - 1
 
 
 def test_input_size_is_for_the_cnn_only(colour_blobs):

@@ -153,6 +153,13 @@ def test_checkpoint_of_another_custom_backbone_is_refused(X, tmp_path):
         CoHiClust(checkpoint_dir=tmp_path, **dict(params, backbone=Flat(16))).fit(X)
 
 
+def test_checkpoint_of_a_cnn_with_other_stages_is_refused(X, tmp_path):
+    params = dict(PARAMS, max_epochs=2, backbone="cnn")
+    CoHiClust(checkpoint_dir=tmp_path, **dict(params, backbone_params={"width": 4})).fit(X)
+    with pytest.raises(ValueError, match="does not fit this model's network"):
+        CoHiClust(checkpoint_dir=tmp_path, **dict(params, backbone_params={"width": 4, "stages": 2})).fit(X)
+
+
 def test_unreadable_checkpoint_is_refused(X, tmp_path):
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="could not read the checkpoint"):
