@@ -710,8 +710,9 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
         benchmarks/BENCHMARKS.md, "CNN width") and width of the MLP's hidden layers.
     params : dict or None, default=None
         Overrides for the built-in backbone (the estimator's ``backbone_params``):
-        ``{"width": w, "input_size": s}`` for ``"cnn"`` (``s``: the side of
-        the square it works at, at least 4; default :func:`default_image_size`),
+        ``{"width": w, "input_size": s, "stages": k}`` for ``"cnn"`` (``s``:
+        the side of the square it works at, at least ``2**(k - 1)``; default
+        :func:`default_image_size`; ``k``: 2 to 5, default 3),
         ``{"hidden": h}`` for ``"mlp"``; see
         :data:`BACKBONE_PARAMS`.  Must be empty for a module.
 
@@ -739,13 +740,14 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
         for key, value in params.items():
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
                 raise ValueError(f"backbone_params[{key!r}] must be an int in [1, 4096], got {value!r}.")
-        if not 2 <= params.get("stages", 3) <= 5:
-            raise ValueError(f"backbone_params['stages'] must be in [2, 5], got {params['stages']!r}.")
-        min_side = 2 ** (params.get("stages", 3) - 1)  # each 2x2 pooling halves the side
+        cnn_stages = params.get("stages", 3)
+        if not 2 <= cnn_stages <= 5:
+            raise ValueError(f"backbone_params['stages'] must be in [2, 5], got {cnn_stages!r}.")
+        min_side = 2 ** (cnn_stages - 1)  # each 2x2 pooling halves the side
         if params.get("input_size", min_side) < min_side:
             raise ValueError(
                 f"backbone_params['input_size'] must be at least {min_side}, got {params['input_size']!r} "
-                f"(the CNN's {params.get('stages', 3)} stages halve the side {params.get('stages', 3) - 1} times)."
+                f"(the CNN's {cnn_stages} stages halve the side {cnn_stages - 1} times)."
             )
         cnn_width = params.get("width", cnn_width)
         mlp_hidden = params.get("hidden", mlp_hidden)
@@ -755,7 +757,7 @@ def build_backbone(backbone, input_shape, cnn_width=24, mlp_hidden=256, params=N
                 "pass image_shape=(C, H, W) to reshape flat vectors, or use backbone='mlp'."
             )
         if name == "cnn":
-            module = SmallCNN(input_shape[0], width=cnn_width, stages=params.get("stages", 3))
+            module = SmallCNN(input_shape[0], width=cnn_width, stages=cnn_stages)
             side = params.get("input_size")
             input_size = default_image_size(*input_shape[1:]) if side is None else (side, side)
         elif name == "mlp":
