@@ -167,8 +167,9 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
       from the network's outputs;
 
     and may override ``_default_warmup(max_epochs)`` (what
-    ``warmup_epochs="auto"`` means; 0) and ``_n_neighbors()`` (neighbour
-    positives; 0).
+    ``warmup_epochs="auto"`` means; 0), ``_n_neighbors()`` (neighbour
+    positives; 0) and ``_refresh_neighbors()`` (epochs between minings of
+    them; 0).
     """
 
     #: The method's name in checkpoints and messages.
@@ -190,6 +191,9 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return 0
 
     def _n_neighbors(self) -> int:
+        return 0
+
+    def _refresh_neighbors(self) -> int:
         return 0
 
     def _check_fits_memory(self, n_samples: int, batch_size: int, device: torch.device) -> None:
@@ -231,6 +235,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             verbose=int(self.verbose),
             checkpoint_every=self.checkpoint_every,
             n_neighbors=self._n_neighbors(),
+            refresh_neighbors=self._refresh_neighbors(),
         )
 
     def _validate_X(self, X, reset: bool, min_samples=None):

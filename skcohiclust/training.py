@@ -81,9 +81,15 @@ class TrainingConfig:
         0: the positive pairs are two views of one sample.  ``k > 0``: in the
         phases the objective allows (:meth:`Objective.pairs_neighbours
         <skcohiclust.objectives.Objective.pairs_neighbours>`), each sample's
-        ``k`` nearest neighbours in the representation are found once, and
-        the second view of each pair is a view of one of them, drawn at
-        random (see :mod:`skcohiclust.neighbors`).
+        ``k`` nearest neighbours in the representation are found (when the
+        first such phase starts, and again every ``refresh_neighbors``
+        epochs), and the second view of each pair is a view of one of them,
+        drawn at random (see :mod:`skcohiclust.neighbors`).
+    refresh_neighbors : int, default=0
+        With ``n_neighbors > 0``: mine the neighbours again, from the
+        representation as it is then, every this many epochs after the
+        first phase that pairs them starts (``warmup_epochs``); 0 keeps the
+        first table for the rest of the run.
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"``: within each phase the learning rate falls from ``lr``
         to zero along a half cosine, step by step (see :func:`learning_rate_factor`).
@@ -98,6 +104,7 @@ class TrainingConfig:
     verbose: int = 0
     checkpoint_every: int = 1
     n_neighbors: int = 0
+    refresh_neighbors: int = 0
     lr_schedule: str = "constant"
 
 
@@ -407,6 +414,11 @@ class Trainer:
         dtype = torch.bfloat16 if self.bfloat16 else torch.float32
         return nearest_neighbors(features, k, candidates, dtype=dtype).to(device="cpu", dtype=torch.int32)
 
+    def _refresh_due(self) -> bool:
+        """Whether this epoch mines the neighbours again (every ``refresh_neighbors`` epochs after the warm-up)."""
+        every, since = self.config.refresh_neighbors, self.epoch - self.config.warmup_epochs
+        return every > 0 and since > 0 and since % every == 0
+
     def _partner_batch(self, indices: np.ndarray, neighbors: torch.Tensor) -> torch.Tensor:
         """One neighbour of every sample of a batch, drawn at random among its ``n_neighbors``."""
         pick = torch.randint(0, neighbors.shape[1], (len(indices),), generator=self.shuffle_generator)
@@ -445,11 +457,13 @@ class Trainer:
         started = time.perf_counter()
         self.network.train()
         phase = self.phase(self.epoch)
-        # neighbours are mined once, when a phase that pairs them starts (or on data they were not mined
-        # on: another partial_fit chunk), from one pass over the data that the objective's start shares
+        # neighbours are mined when a phase that pairs them starts (or on data they were not mined on:
+        # another partial_fit chunk), and again every refresh_neighbors epochs, from one pass over the
+        # data that the objective's start shares; the refresh epochs follow from the epoch alone, so a
+        # resumed run mines where an uninterrupted one does
         pairs_neighbours = objective.pairs_neighbours(phase) and config.n_neighbors > 0 and len(self.source) > 1
         fingerprint = data_fingerprint(self.source.X) if pairs_neighbours else None
-        mine = pairs_neighbours and fingerprint != self.neighbors_data
+        mine = pairs_neighbours and (fingerprint != self.neighbors_data or self._refresh_due())
         features = self.representation_features(np.arange(len(self.source)), bfloat16=True) if mine else None
         objective.begin_epoch(self, phase, features)
         if mine:

@@ -396,6 +396,41 @@ def test_partial_fit_with_neighbours_looks_them_up_in_each_chunk(X, monkeypatch)
     assert len(spy.tables) == 3  # each chunk is other data than the last one: mined again
 
 
+def test_neighbours_are_mined_again_every_refresh_neighbors_epochs(X, monkeypatch):
+    mined = []
+    original = training.Trainer.mine_neighbors
+
+    def spy(trainer, features):
+        mined.append(trainer.epoch)
+        return original(trainer, features)
+
+    monkeypatch.setattr(training.Trainer, "mine_neighbors", spy)
+    tables = PartnerSpy(monkeypatch, X)
+    model = CoHiClust(max_epochs=7, **dict(NEIGHBOURS, refresh_neighbors=2)).fit(X)
+    assert mined == [1, 3, 5]  # the tree phase's first epoch (1), then every second epoch
+    assert len(tables.tables) == 3 and tables.calls == 6 * 4  # every pair is drawn from the table of its epoch
+    assert not torch.equal(tables.tables[0], tables.tables[-1])  # mined from a representation that moved on
+    assert torch.equal(model._training_state.state["neighbors"], tables.tables[-1])
+    mined.clear()
+    CoHiClust(max_epochs=7, **dict(NEIGHBOURS, refresh_neighbors=0)).fit(X)
+    assert mined == [1]
+
+
+def test_warm_start_between_neighbour_refreshes_continues_exactly(X):
+    params = dict(NEIGHBOURS, refresh_neighbors=2)
+    full = CoHiClust(max_epochs=6, **params).fit(X)
+    model = CoHiClust(max_epochs=3, **params).fit(X)  # mined in epochs 1 and 3 (counted from 0); 5 is due
+    model = pickle.loads(pickle.dumps(model))
+    model.set_params(warm_start=True).fit(X)
+    assert _losses(model.history_) == _losses(full.history_)
+    assert _same_parameters(model, full)
+
+
+def test_refresh_neighbors_is_validated(X):
+    with pytest.raises(ValueError, match="refresh_neighbors must be an int >= 0"):
+        CoHiClust(max_epochs=2, **dict(NEIGHBOURS, refresh_neighbors=-1)).fit(X)
+
+
 def test_neighbours_are_capped_by_the_number_of_samples(X):
     model = CoHiClust(max_epochs=2, **dict(NEIGHBOURS, n_neighbors=50)).fit(X[:12])
     assert model._training_state.state["neighbors"].shape == (12, 11)
