@@ -80,9 +80,9 @@ class CoHiClust(BaseDeepClusterer):
         NT-Xent alike, as SCAN does for flat clusters: samples the
         representation puts close together are pulled into one leaf, which
         two views of one image cannot teach.  The neighbours are kept (also
-        by checkpoints and ``warm_start``) until ``refresh_neighbors``
-        epochs have passed, and looked up again on other data (each new
-        ``partial_fit`` chunk).
+        by checkpoints and ``warm_start``) for the rest of the run, or up to
+        the next refresh (``refresh_neighbors``), and looked up again on
+        other data (each new ``partial_fit`` chunk).
     refresh_neighbors : int, default=0
         Epochs of the tree phase between two minings of the neighbour
         positives (our addition): as the tree phase trains the

@@ -419,7 +419,7 @@ def test_neighbours_are_mined_again_every_refresh_neighbors_epochs(X, monkeypatc
 def test_warm_start_between_neighbour_refreshes_continues_exactly(X):
     params = dict(NEIGHBOURS, refresh_neighbors=2)
     full = CoHiClust(max_epochs=6, **params).fit(X)
-    model = CoHiClust(max_epochs=3, **params).fit(X)  # mined in epochs 1 and 3 (counted from 0); 5 is due
+    model = CoHiClust(max_epochs=3, **params).fit(X)  # mined in epoch 1 (from 0); the rest mines in 3 and 5
     model = pickle.loads(pickle.dumps(model))
     model.set_params(warm_start=True).fit(X)
     assert _losses(model.history_) == _losses(full.history_)
