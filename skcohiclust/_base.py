@@ -169,7 +169,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     and may override ``_default_warmup(max_epochs)`` (what
     ``warmup_epochs="auto"`` means; 0), ``_n_neighbors()`` (neighbour
     positives; 0) and ``_refresh_neighbors()`` (epochs between minings of
-    them; 0).
+    them, or ``"auto"``; 0).
     """
 
     #: The method's name in checkpoints and messages.
@@ -193,7 +193,7 @@ class BaseDeepClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def _n_neighbors(self) -> int:
         return 0
 
-    def _refresh_neighbors(self) -> int:
+    def _refresh_neighbors(self) -> int | str:
         return 0
 
     def _check_fits_memory(self, n_samples: int, batch_size: int, device: torch.device) -> None:

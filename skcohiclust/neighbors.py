@@ -15,10 +15,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["nearest_neighbors", "MAX_CANDIDATES"]
+__all__ = ["nearest_neighbors", "refresh_epochs", "MAX_CANDIDATES", "REFRESH_SAMPLES"]
 
 #: Largest number of candidate neighbours searched; larger data sets search a random subset of this size.
 MAX_CANDIDATES = 65536
+#: Samples drawn between two minings of the neighbours under ``refresh_neighbors="auto"``: about 2,000
+#: batches of 128, five epochs of CIFAR-10's 50,000 images (measured there; BENCHMARKS.md).
+REFRESH_SAMPLES = 250_000
 #: Largest similarity block (queries x candidates) computed at once: 64 MiB of float32.
 BLOCK_FLOATS = 2**24
 
@@ -75,3 +78,28 @@ def nearest_neighbors(
         sim[torch.arange(stop - start, device=features.device)[own], column[own]] = -3.0
         out[start:stop] = pool[sim.topk(k, dim=1, sorted=True).indices]
     return out
+
+
+def refresh_epochs(refresh_neighbors: int | str, n_samples: int) -> int:
+    """Epochs between two minings of the neighbours; 0 for never after the first.
+
+    Parameters
+    ----------
+    refresh_neighbors : int or "auto"
+        An ``int`` is the answer itself.  ``"auto"``: the whole number of
+        epochs nearest to :data:`REFRESH_SAMPLES` samples (at least one), so
+        the neighbours are found again once the representation has been
+        trained on about as many samples, however large the data set:
+        every 5 epochs of 50,000 images, every 4 of 70,000, every epoch
+        from 500,000, and on small data sets (digits' 1,797 images: every
+        139 epochs) in practice never.
+    n_samples : int
+        Samples in an epoch.
+
+    Returns
+    -------
+    int
+    """
+    if refresh_neighbors != "auto":
+        return int(refresh_neighbors)
+    return max(1, int(REFRESH_SAMPLES / max(1, n_samples) + 0.5))

@@ -49,7 +49,7 @@ from .distributed import (
     shard_sizes,
     synchronised_batchnorm,
 )
-from .neighbors import MAX_CANDIDATES, nearest_neighbors
+from .neighbors import MAX_CANDIDATES, nearest_neighbors, refresh_epochs
 from .networks import normalized_representation
 
 __all__ = ["TrainingConfig", "Trainer", "learning_rate_factor", "native_bfloat16"]
@@ -57,7 +57,7 @@ __all__ = ["TrainingConfig", "Trainer", "learning_rate_factor", "native_bfloat16
 
 @dataclass
 class TrainingConfig:
-    """Resolved settings of the loop, common to every method (no ``"auto"`` left).
+    """Resolved settings of the loop, common to every method (no ``"auto"`` left but ``refresh_neighbors``).
 
     The method's own settings are its :class:`~skcohiclust.objectives.Objective`'s.
 
@@ -85,11 +85,14 @@ class TrainingConfig:
         first such phase starts, and again every ``refresh_neighbors``
         epochs), and the second view of each pair is a view of one of them,
         drawn at random (see :mod:`skcohiclust.neighbors`).
-    refresh_neighbors : int, default=0
+    refresh_neighbors : int or "auto", default=0
         With ``n_neighbors > 0``: mine the neighbours again, from the
         representation as it is then, every this many epochs after the
         first phase that pairs them starts (``warmup_epochs``); 0 keeps the
-        first table for the rest of the run.
+        first table for the rest of the run.  ``"auto"``, the one setting
+        left unresolved because it depends on the data: the number of epochs
+        that :func:`~skcohiclust.neighbors.refresh_epochs` derives from the
+        number of samples.
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"``: within each phase the learning rate falls from ``lr``
         to zero along a half cosine, step by step (see :func:`learning_rate_factor`).
@@ -104,7 +107,7 @@ class TrainingConfig:
     verbose: int = 0
     checkpoint_every: int = 1
     n_neighbors: int = 0
-    refresh_neighbors: int = 0
+    refresh_neighbors: int | str = 0
     lr_schedule: str = "constant"
 
 
@@ -415,8 +418,9 @@ class Trainer:
         return nearest_neighbors(features, k, candidates, dtype=dtype).to(device="cpu", dtype=torch.int32)
 
     def _refresh_due(self) -> bool:
-        """Whether this epoch mines the neighbours again (every ``refresh_neighbors`` epochs after the warm-up)."""
-        every, since = self.config.refresh_neighbors, self.epoch - self.config.warmup_epochs
+        """Whether this epoch mines the neighbours again (every ``refresh_epochs(...)`` epochs after the warm-up)."""
+        every = refresh_epochs(self.config.refresh_neighbors, len(self.source))
+        since = self.epoch - self.config.warmup_epochs
         return every > 0 and since > 0 and since % every == 0
 
     def _partner_batch(self, indices: np.ndarray, neighbors: torch.Tensor) -> torch.Tensor:

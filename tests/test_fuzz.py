@@ -206,7 +206,7 @@ PARAMETERS = {
     "warmup_epochs": st.sampled_from(["auto", 0, 1, 2, 5, -1, "some"]),
     "prune_start": st.sampled_from(["auto", 0, 1, 50, -1, "x"]),
     "n_neighbors": st.sampled_from([0, 1, 5, 11, 12, 100, -1, 2.5]),
-    "refresh_neighbors": st.sampled_from([0, 1, 5, -1, 2.5, None]),
+    "refresh_neighbors": st.sampled_from([0, 1, 5, "auto", -1, 2.5, None, "never"]),
     "tree_init": st.sampled_from(["kmeans", "bisect", "random", "best", None]),
     "weight_decay": st.sampled_from([0.0, 1e-6, -1.0, float("nan")]),
     "leaf_balance": st.sampled_from([0.0, 1.0, -1.0, float("inf")]),

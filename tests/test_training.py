@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from skcohiclust import Callback, CoHiClust, EarlyStopping, training
+from skcohiclust import Callback, CoHiClust, EarlyStopping, neighbors, training
 
 #: Small, quick, and fewer leaves kept than the tree has (4 -> 3 when the tree phase starts).
 PARAMS = dict(depth=2, n_clusters=3, batch_size=64, backbone="mlp", random_state=0)
@@ -426,9 +426,38 @@ def test_warm_start_between_neighbour_refreshes_continues_exactly(X):
     assert _same_parameters(model, full)
 
 
-def test_refresh_neighbors_is_validated(X):
-    with pytest.raises(ValueError, match="refresh_neighbors must be an int >= 0"):
-        CoHiClust(max_epochs=2, **dict(NEIGHBOURS, refresh_neighbors=-1)).fit(X)
+def test_auto_refresh_mines_again_after_refresh_samples_samples(X, monkeypatch):
+    mined = []
+    original = training.Trainer.mine_neighbors
+
+    def spy(trainer, features):
+        mined.append(trainer.epoch)
+        return original(trainer, features)
+
+    monkeypatch.setattr(training.Trainer, "mine_neighbors", spy)
+    assert CoHiClust().refresh_neighbors == "auto"
+    CoHiClust(max_epochs=7, **dict(NEIGHBOURS, refresh_neighbors="auto")).fit(X)
+    assert mined == [1]  # a few hundred samples: 250,000 of them would take far more epochs than 7
+    mined.clear()
+    monkeypatch.setattr(neighbors, "REFRESH_SAMPLES", 2 * len(X))
+    CoHiClust(max_epochs=7, **dict(NEIGHBOURS, refresh_neighbors="auto")).fit(X)
+    assert mined == [1, 3, 5]  # two epochs' samples between minings
+
+
+@pytest.mark.parametrize(
+    "n_samples, epochs", [(50_000, 5), (70_000, 4), (60_000, 4), (1_797, 139), (500_000, 1), (10**7, 1), (1, 250_000)]
+)
+def test_refresh_epochs_is_the_nearest_whole_number_of_epochs(n_samples, epochs):
+    assert neighbors.refresh_epochs("auto", n_samples) == epochs
+    assert neighbors.refresh_epochs(3, n_samples) == 3
+    assert neighbors.refresh_epochs(0, n_samples) == 0
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, "never", None, True])
+def test_refresh_neighbors_is_validated(X, value):
+    expected = r"refresh_neighbors must be an int >= 0 \(0 mines the neighbours once\) or 'auto'"
+    with pytest.raises(ValueError, match=expected):
+        CoHiClust(max_epochs=2, **dict(NEIGHBOURS, refresh_neighbors=value)).fit(X)
 
 
 def test_neighbours_are_capped_by_the_number_of_samples(X):
