@@ -396,15 +396,21 @@ def test_partial_fit_with_neighbours_looks_them_up_in_each_chunk(X, monkeypatch)
     assert len(spy.tables) == 3  # each chunk is other data than the last one: mined again
 
 
-def test_neighbours_are_mined_again_every_refresh_neighbors_epochs(X, monkeypatch):
-    mined = []
+@pytest.fixture
+def mined(monkeypatch):
+    """The epochs (counted from 0) in which the trainer mines neighbours, appended as it does."""
+    epochs = []
     original = training.Trainer.mine_neighbors
 
     def spy(trainer, features):
-        mined.append(trainer.epoch)
+        epochs.append(trainer.epoch)
         return original(trainer, features)
 
     monkeypatch.setattr(training.Trainer, "mine_neighbors", spy)
+    return epochs
+
+
+def test_neighbours_are_mined_again_every_refresh_neighbors_epochs(X, monkeypatch, mined):
     tables = PartnerSpy(monkeypatch, X)
     model = CoHiClust(max_epochs=7, **dict(NEIGHBOURS, refresh_neighbors=2)).fit(X)
     assert mined == [1, 3, 5]  # the tree phase's first epoch (1), then every second epoch
@@ -426,15 +432,7 @@ def test_warm_start_between_neighbour_refreshes_continues_exactly(X):
     assert _same_parameters(model, full)
 
 
-def test_auto_refresh_mines_again_after_refresh_samples_samples(X, monkeypatch):
-    mined = []
-    original = training.Trainer.mine_neighbors
-
-    def spy(trainer, features):
-        mined.append(trainer.epoch)
-        return original(trainer, features)
-
-    monkeypatch.setattr(training.Trainer, "mine_neighbors", spy)
+def test_auto_refresh_mines_again_after_refresh_samples_samples(X, monkeypatch, mined):
     assert CoHiClust().refresh_neighbors == "auto"
     CoHiClust(max_epochs=7, **dict(NEIGHBOURS, refresh_neighbors="auto")).fit(X)
     assert mined == [1]  # a few hundred samples: 250,000 of them would take far more epochs than 7
