@@ -26,11 +26,10 @@ Numbers go to ``results/batchnorm-layout.json`` and a table in
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 from _common import RESULTS_DIR, machine_description, markdown_table, replace_section, write_json
-from speed import interleaved_times
+from speed import _median, _paired_ratio, interleaved_times
 
 from skcohiclust.networks import SmallCNN
 from skcohiclust.training import native_bfloat16
@@ -84,11 +83,11 @@ def cnn_step_task(width: int, first_block_channels_first: bool, generator):
 
 
 def _ms(seconds) -> float:
-    return round(1000 * statistics.median(seconds), 2)
+    return round(1000 * _median(seconds), 2)
 
 
 def _paired(numerator, denominator) -> float:
-    return round(statistics.median(a / b for a, b in zip(numerator, denominator, strict=True)), 3)
+    return round(_paired_ratio(numerator, denominator), 3)
 
 
 def parse_args(argv=None):

@@ -24,7 +24,6 @@ It changes only a copy of the model in memory and appends one JSON line to
 from __future__ import annotations
 
 import argparse
-import copy
 import pickle
 import time
 
@@ -36,7 +35,7 @@ from quality import load_dataset
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import normalized_mutual_info_score
 
-from skcohiclust import tree as tree_math
+from skcohiclust._data import BatchSource
 from skcohiclust.metrics import cluster_accuracy
 from skcohiclust.training import native_bfloat16
 
@@ -80,15 +79,13 @@ def target_precision(y, proba, thresholds=THRESHOLDS) -> list[dict]:
     return rows
 
 
-def scores(model, X, y) -> dict:
-    """ACC, NMI and leaf sizes of ``model.predict_proba(X)``'s labels."""
-    proba = model.predict_proba(X)
+def scores(y, proba) -> dict:
+    """ACC, NMI and leaf sizes of the labels of leaf probabilities ``proba``."""
     labels = proba.argmax(1)
     return {
         "acc": round(cluster_accuracy(y, labels), 4),
         "nmi": round(float(normalized_mutual_info_score(y, labels)), 4),
         "sizes": np.bincount(labels, minlength=proba.shape[1]).tolist(),
-        "proba": proba,
     }
 
 
@@ -100,19 +97,18 @@ def self_label_epoch(model, X, generator, threshold, batch_size, optimizer) -> d
     dict
         ``targets`` (confident samples used) and the mean ``loss``.
     """
-    network, depth = model.module_, model.depth
-    leaf_mask = network.leaf_mask
+    network = model.module_
     device = next(network.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bfloat16(device))
+    source = BatchSource(X, model._spec, device)  # the model's own reading of X (8-bit data scaled to [0, 1])
 
     def leaf_proba(x):
-        head = network(x, with_projection=False).head.float()
-        return tree_math.masked_leaf_probabilities(tree_math.leaf_probabilities(head, depth), leaf_mask)
+        return model._cluster_probabilities(network(x, with_projection=False))
 
-    order = torch.randperm(len(X), generator=generator)
+    order = torch.randperm(len(X), generator=generator).numpy()
     used, losses = 0, []
     for start in range(0, len(X) - batch_size + 1, batch_size):
-        x = torch.from_numpy(X[order[start : start + batch_size].numpy()]).to(device).float() / 255
+        x = source.take(order[start : start + batch_size])
         network.eval()
         with torch.no_grad(), autocast:
             confidence, target = leaf_proba(x).max(1)
@@ -138,7 +134,7 @@ def self_label_epoch(model, X, generator, threshold, batch_size, optimizer) -> d
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a pickled, fitted CoHiClust (uint8 images)")
+    parser.add_argument("--model", required=True, help="a pickled CoHiClust fitted on --dataset")
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "fashion-mnist"))
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=6)
@@ -158,9 +154,10 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     X, y, _ = load_dataset(args.dataset, args.limit)
     with open(args.model, "rb") as handle:
-        model = copy.deepcopy(pickle.load(handle))
-    start = scores(model, X, y)
-    precision = target_precision(y, start.pop("proba"))
+        model = pickle.load(handle)
+    proba = model.predict_proba(X)
+    start = scores(y, proba)
+    precision = target_precision(y, proba)
     print(f"start: ACC {start['acc']:.3f} NMI {start['nmi']:.3f} sizes {start['sizes']}")
     for row in precision:
         print(f"  confidence > {row['threshold']}: {row['share']:.3f} of the samples, precision {row['precision']}")
@@ -170,8 +167,7 @@ def main(argv=None) -> dict:
     for epoch in range(args.epochs):
         began = time.perf_counter()
         step = self_label_epoch(model, X, generator, args.threshold, args.batch_size, optimizer)
-        after = scores(model, X, y)
-        after.pop("proba")
+        after = scores(y, model.predict_proba(X))
         epochs.append({"epoch": epoch + 1, **step, **after, "seconds": round(time.perf_counter() - began, 1)})
         print(f"epoch {epoch + 1}: ACC {after['acc']:.3f} NMI {after['nmi']:.3f} sizes {after['sizes']} {step}")
     row = {
