@@ -17,15 +17,17 @@ layer of 24 channels.  This script times, side by side in one process
     (convolution, BatchNorm, ReLU) channels-first, each as a ratio to width
     24.
 
-Numbers go to ``results/batchnorm-layout.json`` and a table in
-``BENCHMARKS.md``::
+Numbers go to ``results/batchnorm-layout.json`` (or ``--output``) and a
+table in ``BENCHMARKS.md``::
 
-    python benchmarks/batchnorm_layout.py [--rounds 5] [--threads 2]
+    python benchmarks/batchnorm_layout.py [--rounds 5] [--threads 2] [--output FILE] [--no-markdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 from _common import RESULTS_DIR, machine_description, markdown_table, replace_section, write_json
@@ -95,6 +97,9 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="calls of each task per round")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS_DIR / "batchnorm-layout.json", help="the JSON file to write"
+    )
     parser.add_argument("--no-markdown", action="store_true")
     return parser.parse_args(argv)
 
@@ -126,13 +131,13 @@ def main(argv=None) -> dict:
     ]
     result = {
         "machine": machine_description(device),
-        "command": "python benchmarks/batchnorm_layout.py" + (f" --threads {args.threads}" if args.threads else ""),
+        "command": " ".join(["python benchmarks/batchnorm_layout.py", *(sys.argv[1:] if argv is None else argv)]),
         "rounds": args.rounds,
         "repeats": args.repeats,
         "batchnorm": batchnorm,
         "step": step,
     }
-    write_json(RESULTS_DIR / "batchnorm-layout.json", result)
+    write_json(args.output, result)
     table_bn = markdown_table(
         ("channels", "channels-first (ms)", "channels-last (ms)", "last / first"),
         [(r["channels"], r["channels_first_ms"], r["channels_last_ms"], r["last_over_first"]) for r in batchnorm],
