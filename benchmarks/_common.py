@@ -2,6 +2,7 @@
 
 * :func:`machine_description`: what the numbers were measured on (CPU model,
   cores, memory, GPU, library versions).
+* :func:`command_line`: the command that produced a result, for its record.
 * :func:`write_json` / :func:`read_json`: result files.
 * :func:`replace_section`: rewrite one marked section of ``BENCHMARKS.md``
   (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``), creating the file or
@@ -19,6 +20,8 @@ import json
 import os
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +111,25 @@ def machine_description(device=None) -> dict:
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command a benchmark ran as, as one shell line for its results.
+
+    Parameters
+    ----------
+    script : str
+        The script's file name in ``benchmarks/``, such as ``"quality.py"``.
+    argv : list of str or None
+        The arguments ``main`` was given; ``None`` means ``sys.argv[1:]``.
+
+    Returns
+    -------
+    str
+        ``"python benchmarks/<script> <arguments>"``, shell-quoted.
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    return f"python benchmarks/{script} {shlex.join(arguments)}".strip()
 
 
 def machine_summary(machine: dict) -> str:

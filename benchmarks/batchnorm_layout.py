@@ -26,11 +26,10 @@ table in ``BENCHMARKS.md``::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
-from _common import RESULTS_DIR, machine_description, markdown_table, replace_section, write_json
+from _common import RESULTS_DIR, command_line, machine_description, markdown_table, replace_section, write_json
 from speed import _median, _paired_ratio, interleaved_times
 
 from skcohiclust.networks import SmallCNN
@@ -131,7 +130,7 @@ def main(argv=None) -> dict:
     ]
     result = {
         "machine": machine_description(device),
-        "command": " ".join(["python benchmarks/batchnorm_layout.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line("batchnorm_layout.py", argv),
         "rounds": args.rounds,
         "repeats": args.repeats,
         "batchnorm": batchnorm,

@@ -95,8 +95,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -104,6 +102,7 @@ import numpy as np
 from _common import (
     BENCHMARKS_MD,
     RESULTS_DIR,
+    command_line,
     machine_description,
     machine_summary,
     markdown_table,
@@ -666,7 +665,7 @@ def main(argv=None):
     suffix = f"-limit{args.limit}" if args.limit is not None else ""
     results_path = args.results_dir / f"quality-{args.dataset}{suffix}.json"
     markdown = None if args.no_markdown else args.markdown or (BENCHMARKS_MD if args.limit is None else None)
-    command = "python benchmarks/quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = command_line("quality.py", argv)
     print(f"{args.dataset}: {len(y)} samples of shape {X.shape[1:]}; {machine_summary(machine)}", flush=True)
 
     have_clustpy = True

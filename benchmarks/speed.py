@@ -90,7 +90,6 @@ import gzip
 import json
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -105,6 +104,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     BENCHMARKS_MD,
     RESULTS_DIR,
+    command_line,
     machine_description,
     machine_summary,
     markdown_table,
@@ -1469,7 +1469,7 @@ def main(argv=None):
 
     results_path = args.results or RESULTS_DIR / ("speed-quick.json" if args.quick else "speed.json")
     markdown = None if args.no_markdown else args.markdown or (None if args.quick else BENCHMARKS_MD)
-    command = ("python benchmarks/speed.py " + shlex.join(sys.argv[1:] if argv is None else argv)).strip()
+    command = command_line("speed.py", argv)
     results = read_json(results_path, default={}) or {}
     for item in ITEMS:  # items of an earlier run keep the command that measured them
         if isinstance(results.get(item), dict) and "command" not in results[item]:
